@@ -1,0 +1,209 @@
+"""Per-sample Frobenius norm of a representation's input Jacobian, ||df(x_i)/dx_i||_F.
+
+Used by m-OvR (Park et al. 2024) to explain open-set behaviour: known samples should have low
+Jacobian norms and unknowns higher ones. Two ways to get it:
+
+* ``method="exact"``: the full Jacobian, batched over samples. Samples are independent, so the
+  gradient of sum_i f_a(x_i) w.r.t. the batch holds row a of every sample's Jacobian at once.
+  ``exact_impl`` picks how the d_z rows are produced:
+  ``"batched_grad"`` (default; one forward pass, then one vmapped backward pass with all d_z
+  unit cotangents, ``autograd.grad(..., is_grads_batched=True)``),
+  ``"backward"`` (one forward pass, then d_z ordinary backward passes, one per output dimension) or
+  ``"vmap"`` (``torch.func.vmap(jacrev(f))`` over samples).
+  ``benchmarks/jacobian_speed.py`` compares them (and the estimator) on vgg32.
+* ``method="estimate"``: an unbiased random-projection estimate with k probes,
+  ||J||_F^2 = E_v ||J v||^2 for v ~ N(0, I_d) (forward mode, ``torch.func.jvp``; ``estimator="jvp"``)
+  or ||J||_F^2 = d_z E_u ||u^T J||^2 for u uniform on the unit sphere of R^{d_z}
+  (reverse mode, vector-Jacobian products; ``estimator="vjp"``). The norm estimate is
+  sqrt(mean of the k squared-norm samples) (the squared norm is unbiased, its root slightly biased
+  low by Jensen); its standard error comes from the sample variance by the delta method.
+
+``fn`` must treat samples independently: put the model in eval mode first (BatchNorm in train mode
+mixes the samples of a batch, and Dropout makes f random). This module never changes the mode.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple
+
+import torch
+
+__all__ = ["JacobianNorms", "jacobian_norm", "EXACT_IMPLS", "ESTIMATORS"]
+
+EXACT_IMPLS = ("batched_grad", "backward", "vmap")
+ESTIMATORS = ("jvp", "vjp")
+_METHODS = ("exact", "estimate")
+
+# Default bound on the rows (samples x d_z cotangents) one vmapped backward pass handles at once:
+# the vmapped pass holds that many copies of each activation's gradient.
+_VMAP_ROWS = 2048
+
+
+class JacobianNorms(NamedTuple):
+    """Per-sample Jacobian Frobenius norms.
+
+    norms: (N,) the norms (exact, or the estimate sqrt(mean_j ||J v_j||^2));
+    stderr: (N,) standard errors of the estimated norms (delta method; NaN when probes == 1),
+    None for the exact method; method: "exact" or "estimate"; probes: k for the estimate, None for exact.
+    """
+
+    norms: torch.Tensor
+    stderr: torch.Tensor | None
+    method: str
+    probes: int | None
+
+
+def _as_2d(out: object, n: int) -> torch.Tensor:
+    """Check fn's output is a tensor with n rows and flatten it to (n, d_z)."""
+    if not isinstance(out, torch.Tensor):
+        raise ValueError(
+            f"fn must return a tensor (N, d_z), got {type(out).__name__}; if it returns a tuple or "
+            "NamedTuple pass a lambda picking the representation, e.g. lambda x: model(x).embedding"
+        )
+    if out.dim() < 1 or out.shape[0] != n:
+        raise ValueError(f"fn must return a tensor with the batch dim first ({n} rows), got shape {tuple(out.shape)}")
+    return out.reshape(n, -1)
+
+
+def _chunks(x: torch.Tensor, size: int | None) -> list[torch.Tensor]:
+    if size is None or size >= x.shape[0]:
+        return [x]
+    return list(torch.split(x, size))
+
+
+def _exact_backward(fn: Callable, x: torch.Tensor) -> torch.Tensor:
+    """Squared norms by one backward pass per output dimension over the whole chunk."""
+    n = x.shape[0]
+    xr = x.detach().requires_grad_(True)
+    out = _as_2d(fn(xr), n)
+    d_z = out.shape[1]
+    sq = torch.zeros(n, dtype=x.dtype, device=x.device)
+    for a in range(d_z):
+        if not out.requires_grad:
+            break  # f does not depend on x: zero Jacobian
+        (g,) = torch.autograd.grad(out[:, a].sum(), xr, retain_graph=a < d_z - 1, allow_unused=True)
+        if g is not None:
+            sq += g.reshape(n, -1).pow(2).sum(1)
+    return sq
+
+
+def _exact_batched_grad(fn: Callable, x: torch.Tensor) -> torch.Tensor:
+    """Squared norms by one forward pass and one vmapped backward pass over all d_z unit cotangents."""
+    n = x.shape[0]
+    xr = x.detach().requires_grad_(True)
+    out = _as_2d(fn(xr), n)
+    d_z = out.shape[1]
+    if not out.requires_grad:
+        return torch.zeros(n, dtype=x.dtype, device=x.device)
+    # cotangent a: ones at output column a for every sample -> batched grad row a = J_i[a, :]
+    eye = torch.eye(d_z, dtype=out.dtype, device=out.device).unsqueeze(1).expand(d_z, n, d_z)
+    (g,) = torch.autograd.grad(out, xr, grad_outputs=eye, is_grads_batched=True, allow_unused=True)
+    if g is None:
+        return torch.zeros(n, dtype=x.dtype, device=x.device)
+    return g.reshape(d_z, n, -1).pow(2).sum(dim=(0, 2))
+
+
+def _exact_vmap(fn: Callable, x: torch.Tensor) -> torch.Tensor:
+    """Squared norms by torch.func.vmap(jacrev(f)) over samples."""
+    from torch.func import jacrev, vmap
+
+    def single(xi: torch.Tensor) -> torch.Tensor:
+        return _as_2d(fn(xi.unsqueeze(0)), 1)[0]
+
+    jac = vmap(jacrev(single))(x.detach())  # (n, d_z, *x.shape[1:])
+    return jac.reshape(x.shape[0], -1).pow(2).sum(1)
+
+
+def _probe_samples(
+    fn: Callable, x: torch.Tensor, probes: int, generator: torch.Generator | None, estimator: str
+) -> torch.Tensor:
+    """(probes, n) unbiased samples of ||J_i||_F^2, all probes in one batched pass."""
+    n = x.shape[0]
+    xk = x.detach().repeat(probes, *([1] * (x.dim() - 1)))  # probe-major: row j*n + i
+    if estimator == "jvp":
+        from torch.func import jvp
+
+        v = torch.randn(xk.shape, generator=generator, dtype=x.dtype, device=x.device)
+        _, jv = jvp(lambda inp: _as_2d(fn(inp), inp.shape[0]), (xk,), (v,))
+        return jv.reshape(probes, n, -1).pow(2).sum(2)
+    # vjp: u uniform on the unit sphere of R^{d_z}, d_z * ||u^T J||^2
+    xr = xk.requires_grad_(True)
+    out = _as_2d(fn(xr), xr.shape[0])
+    d_z = out.shape[1]
+    u = torch.randn(out.shape, generator=generator, dtype=out.dtype, device=out.device)
+    u = u / u.norm(dim=1, keepdim=True).clamp_min(torch.finfo(u.dtype).tiny)
+    if not out.requires_grad:
+        return torch.zeros(probes, n, dtype=x.dtype, device=x.device)
+    (g,) = torch.autograd.grad(out, xr, grad_outputs=u, allow_unused=True)
+    if g is None:
+        return torch.zeros(probes, n, dtype=x.dtype, device=x.device)
+    return d_z * g.reshape(probes, n, -1).pow(2).sum(2)
+
+
+def jacobian_norm(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    method: str = "exact",
+    probes: int = 8,
+    generator: torch.Generator | None = None,
+    chunk_size: int | None = None,
+    exact_impl: str = "batched_grad",
+    estimator: str = "jvp",
+) -> JacobianNorms:
+    """Per-sample Frobenius norms ||df(x_i)/dx_i||_F of a batch x (N, ...).
+
+    fn maps a batch (N, ...) to a representation (N, d_z) (extra trailing dims are flattened); it
+    must process samples independently (eval mode: see the module docstring). If the model returns
+    a tuple/NamedTuple, pass e.g. ``lambda x: model(x).embedding``.
+    method: "exact" or "estimate" (k = ``probes`` random projections, see ``estimator``).
+    generator: torch.Generator for the probes (reproducibility). chunk_size: at most this many
+    samples per pass (bounds memory; the estimate handles chunk_size * probes rows per pass);
+    None = the whole batch, except exact_impl "batched_grad"/"vmap", which then use chunks of
+    about 2048 / d_z samples.
+    Gradients are enabled internally, so this works under ``torch.no_grad()``; no .grad is touched.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() < 2:
+        raise ValueError(f"x must have a batch dim and at least one feature dim (N, ...), got shape {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError("x is an empty batch")
+    if not torch.is_floating_point(x):
+        raise ValueError(f"x must be a floating-point tensor, got dtype {x.dtype}")
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    if exact_impl not in EXACT_IMPLS:
+        raise ValueError(f"exact_impl must be one of {EXACT_IMPLS}, got {exact_impl!r}")
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+    if isinstance(probes, bool) or not isinstance(probes, int) or probes < 1:
+        raise ValueError(f"probes must be an int >= 1, got {probes!r}")
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ValueError(f"chunk_size must be None or an int >= 1, got {chunk_size!r}")
+    if not callable(fn):
+        raise ValueError("fn must be callable")
+
+    with torch.enable_grad():
+        if method == "exact":
+            size = chunk_size
+            if size is None and exact_impl != "backward":
+                with torch.no_grad():
+                    d_z = _as_2d(fn(x[:1]), 1).shape[1]
+                size = max(1, _VMAP_ROWS // max(d_z, 1))
+            impl = {"backward": _exact_backward, "batched_grad": _exact_batched_grad, "vmap": _exact_vmap}[exact_impl]
+            sq = torch.cat([impl(fn, c) for c in _chunks(x, size)])
+            return JacobianNorms(sq.clamp_min(0).sqrt().detach(), None, "exact", None)
+
+        samples = torch.cat(
+            [_probe_samples(fn, c, probes, generator, estimator) for c in _chunks(x, chunk_size)], dim=1
+        ).detach()  # (k, N)
+        mean = samples.mean(0)
+        norms = mean.clamp_min(0).sqrt()
+        if probes > 1:
+            se_sq = samples.std(0, unbiased=True) / math.sqrt(probes)  # stderr of the squared norm
+            # delta method: d sqrt(m) = dm / (2 sqrt(m)); 0/0 (zero Jacobian) -> 0
+            stderr = torch.where(norms > 0, se_sq / (2 * norms.clamp_min(torch.finfo(norms.dtype).tiny)), torch.zeros_like(norms))
+        else:
+            stderr = torch.full_like(norms, float("nan"))
+        return JacobianNorms(norms, stderr, "estimate", probes)

@@ -1,0 +1,73 @@
+"""The published open-set class splits (`neal`, `arpl` families), shipped as package data."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from functools import lru_cache
+from importlib import resources
+
+# data sets that borrow another task's split lists
+SPLIT_ALIASES = {"digits": "mnist", "fashion-mnist": "mnist"}
+
+
+@lru_cache(maxsize=1)
+def _load() -> dict:
+    with resources.files("osrkit.data").joinpath("splits.json").open() as f:
+        return json.load(f)
+
+
+def split_families() -> list[str]:
+    return sorted(_load()["families"])
+
+
+def split_tasks(family: str) -> list[str]:
+    """The task names a split family covers (e.g. mnist, cifar+10)."""
+    return sorted(_family(family)["splits"])
+
+
+def _family(family: str) -> dict:
+    fams = _load()["families"]
+    if family not in fams:
+        raise ValueError(f"unknown split family {family!r}; choose one of: {', '.join(sorted(fams))}")
+    return fams[family]
+
+
+def num_splits(family: str, task: str) -> int:
+    return len(_splits_of(family, task))
+
+
+def _splits_of(family: str, task: str) -> list[dict]:
+    splits = _family(family)["splits"]
+    key = SPLIT_ALIASES.get(task, task)
+    if key not in splits:
+        raise ValueError(
+            f"split family {family!r} has no task {task!r}; tasks: {', '.join(sorted(splits))}"
+            f" (plus aliases {', '.join(sorted(SPLIT_ALIASES))})"
+        )
+    return splits[key]
+
+
+def duplicated_splits(family: str, task: str) -> list[tuple[int, int]]:
+    """Pairs (i, j), i < j, of split indices whose known class sets are the same."""
+    splits = _splits_of(family, task)
+    sets = [frozenset(s["known"]) for s in splits]
+    return [(i, j) for i in range(len(sets)) for j in range(i + 1, len(sets)) if sets[i] == sets[j]]
+
+
+def get_split(family: str, task: str, index: int) -> tuple[list[int], list[int]]:
+    """(known, unknown) class index lists of split `index`, exactly as in the published file."""
+    splits = _splits_of(family, task)
+    if not isinstance(index, int) or not 0 <= index < len(splits):
+        raise ValueError(
+            f"split index {index!r} out of range for {family}/{task}: valid indices are 0..{len(splits) - 1}"
+        )
+    for i, j in duplicated_splits(family, task):
+        if index in (i, j):
+            warnings.warn(
+                f"{family}/{task} splits {i} and {j} have the same known classes (a known quirk of the "
+                f"{family} family): results for them are not independent",
+                stacklevel=2,
+            )
+    s = splits[index]
+    return list(s["known"]), list(s["unknown"])

@@ -1,0 +1,68 @@
+"""Checkpoints: plain dicts of tensors and plain types, written atomically, read with weights_only=True."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = "osrkit-checkpoint"
+VERSION = 1
+
+
+def atomic_write_bytes(path: str | os.PathLike, writer) -> None:
+    """Write via `writer(file)` to a temporary file beside `path`, fsync, then rename over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            writer(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, lambda f: f.write(text.encode()))
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """Atomically save a checkpoint dict (tagged with the osrkit format and version)."""
+    state = {"format": FORMAT, "version": VERSION, **state}
+    atomic_write_bytes(path, lambda f: torch.save(state, f))
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load an osrkit checkpoint safely (weights_only=True); clear errors for missing/foreign files."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ValueError(
+            f"{path} is not an osrkit checkpoint (no 'format': '{FORMAT}' entry); "
+            "to use the CAC authors' checkpoints, convert them with `osrkit import-cac`")
+    return state
+
+
+def load_model_weights(model: torch.nn.Module, state_dict: dict, source: str = "checkpoint") -> None:
+    """load_state_dict with an error that names the mismatch (another architecture or class count)."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    wrong = [f"{k}: {tuple(state_dict[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+             if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)]
+    if missing or unexpected or wrong:
+        raise ValueError(
+            f"{source} does not fit this {type(model).__name__}: it was saved from another architecture "
+            f"or number of classes. missing keys: {missing[:5]}, unexpected keys: {unexpected[:5]}, "
+            f"shape mismatches (checkpoint vs model): {wrong[:5]}")
+    model.load_state_dict(state_dict)

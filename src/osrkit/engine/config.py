@@ -1,0 +1,50 @@
+"""Training configuration: one dataclass; CLI flags and YAML files override fields by name."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run. Stored with every checkpoint and result."""
+
+    model: str = "vgg32"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "sgd"  # sgd | adam
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"  # onecycle | cosine | step | constant
+    step_epochs: list[int] = field(default_factory=list)  # for "step": lr x0.1 at these epochs
+    augment: str = "crop"  # none | crop | crop-flip
+    select: str = "last"  # last | best-val-loss: which epoch's weights to keep
+    seed: int = 0
+    method_params: dict[str, Any] = field(default_factory=dict)  # loss/scorer hyper-parameters
+    channels_last: bool = False
+    eval_batch_size: int = 512
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown config fields {unknown}; valid fields: {sorted(names)}")
+        return cls(**d)
+
+    def replace(self, **overrides: Any) -> "TrainConfig":
+        d = self.to_dict()
+        for k, v in overrides.items():
+            if v is None:
+                continue
+            if k in ("model_kwargs", "method_params"):
+                d[k] = {**d[k], **v}
+            else:
+                d[k] = v
+        return TrainConfig.from_dict(d)

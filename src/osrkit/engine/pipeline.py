@@ -1,0 +1,132 @@
+"""Method-level workflow: build → train → fit scorer → evaluate; and load a checkpoint back."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from osrkit import metrics as M
+from osrkit.data.tasks import OpenSetTask, make_task
+from osrkit.engine.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
+from osrkit.engine.config import TrainConfig
+from osrkit.engine.predict import predict
+from osrkit.engine.train import train
+from osrkit.methods import get_method
+from osrkit.models import create_model
+from osrkit.outputs import Outputs
+from osrkit.scores.base import Scorer
+
+F1_REJECT_FRACTION = 0.1  # CROSR follow-ups: threshold rejects 10% of validation knowns
+
+
+@dataclass
+class Trained:
+    """A trained model with its fitted scorer and everything needed to rebuild it."""
+
+    model: torch.nn.Module
+    scorer: Scorer
+    meta: dict[str, Any]
+    history: list[dict] | None = None
+
+
+def build_model(cfg: TrainConfig, num_classes: int, in_channels: int, image_size: int) -> torch.nn.Module:
+    return create_model(cfg.model, num_classes=num_classes, in_channels=in_channels, image_size=image_size,
+                        **cfg.model_kwargs)
+
+
+def _meta(method: str, task: OpenSetTask, cfg: TrainConfig) -> dict[str, Any]:
+    return {"method": method, "task": task.spec, "class_names": task.class_names,
+            "normalization": {"mean": list(task.mean), "std": list(task.std)},
+            "num_classes": task.num_classes, "in_channels": task.in_channels, "image_size": task.image_size,
+            "osrkit_config": cfg.to_dict()}
+
+
+def fit_method(method: str, task: OpenSetTask, cfg: TrainConfig, checkpoint: str | Path | None = None,
+               resume: bool = False, device: str = "cpu", progress: bool = True, on_epoch=None) -> Trained:
+    """Train `method` on `task`, fit its scorer on the training outputs, save the final checkpoint."""
+    m = get_method(method)
+    params = m.resolved_params(cfg.method_params)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, task.num_classes, task.in_channels, task.image_size)
+    loss_fn = m.make_loss(task.num_classes, params)
+    meta = _meta(method, task, cfg)
+    t0 = time.perf_counter()
+    result = train(model, loss_fn, task, cfg, checkpoint=checkpoint, resume=resume, device=device,
+                   loss_step=m.loss_step, meta=meta, progress=progress, on_epoch=on_epoch)
+    scorer = m.make_scorer(task.num_classes, params)
+    scorer.fit(predict(model, task.train_x, task.mean, task.std, labels=task.train_y, device=device,
+                       batch_size=cfg.eval_batch_size))
+    meta["threshold"] = _val_threshold(model, scorer, task, device, cfg.eval_batch_size)
+    meta["train_seconds"] = sum(h["train_seconds"] for h in result["history"])
+    meta["fit_seconds"] = time.perf_counter() - t0
+    if checkpoint is not None:
+        state = load_checkpoint(checkpoint) if Path(checkpoint).exists() else {}
+        save_checkpoint(checkpoint, {**state, **meta, "model": model.state_dict(), "loss": loss_fn.state_dict(),
+                                     "scorer": scorer.state_dict()})
+    return Trained(model, scorer, meta, result["history"])
+
+
+def _val_threshold(model, scorer: Scorer, task: OpenSetTask, device, batch_size: int) -> float | None:
+    """Unknown-score threshold that rejects 10% of validation knowns (for open-set F1)."""
+    if len(task.val_y) == 0:
+        return None
+    out = predict(model, task.val_x, task.mean, task.std, labels=task.val_y, device=device, batch_size=batch_size)
+    return M.threshold_at_known_rejection(scorer.score(out).unknown_scores, F1_REJECT_FRACTION)
+
+
+def compute_metrics(known: Outputs, unknown: Outputs, scorer: Scorer, threshold: float | None) -> dict[str, Any]:
+    """Every metric from known-test and unknown-test outputs."""
+    ks, kp = scorer.score(known)
+    us, up = scorer.score(unknown)
+    correct = (kp == known.labels).numpy()
+    res = {
+        "auroc": M.auroc(ks, us), "oscr": M.oscr(ks, correct, us), "oscr_arpl": M.oscr_arpl(ks, correct, us),
+        "accuracy": M.accuracy(kp, known.labels), "fpr95": M.fpr_at_tpr(ks, us, 0.95),
+        "aupr_in": M.aupr_in(ks, us), "aupr_out": M.aupr_out(ks, us),
+        "num_known_test": len(known), "num_unknown_test": len(unknown),
+    }
+    if threshold is not None:
+        k = known.logits.shape[1]
+        labels = torch.cat([known.labels, torch.full((len(unknown),), -1)])
+        res["f1"] = M.open_set_f1(torch.cat([kp, up]), labels, torch.cat([ks, us]), threshold, num_classes=k)
+        res["f1_threshold"] = threshold
+        res["f1_rule"] = f"reject {int(F1_REJECT_FRACTION * 100)}% of validation knowns"
+    return res
+
+
+def evaluate(trained: Trained, task: OpenSetTask, device: str = "cpu", batch_size: int = 512) -> dict[str, Any]:
+    """Score known-test and unknown-test sets and compute every metric."""
+    mean, std = task.mean, task.std
+    known = predict(trained.model, task.test_x, mean, std, labels=task.test_y, device=device, batch_size=batch_size)
+    unknown = predict(trained.model, task.unknown_x, mean, std, device=device, batch_size=batch_size)
+    return compute_metrics(known, unknown, trained.scorer, trained.meta.get("threshold"))
+
+
+def load_trained(path: str | Path) -> Trained:
+    """Rebuild model and fitted scorer from an osrkit checkpoint (no training data needed)."""
+    state = load_checkpoint(path)
+    if "scorer" not in state:
+        raise ValueError(f"{path} is an unfinished training checkpoint (no fitted scorer): "
+                         "finish it with `osrkit train ... --resume`")
+    cfg = TrainConfig.from_dict(state["osrkit_config"])
+    model = build_model(cfg, state["num_classes"], state["in_channels"], state["image_size"])
+    load_model_weights(model, state["model"], str(path))
+    model.eval()
+    m = get_method(state["method"])
+    scorer = m.make_scorer(state["num_classes"], m.resolved_params(cfg.method_params))
+    scorer.load_state_dict(state["scorer"])
+    meta = {k: v for k, v in state.items() if k not in ("model", "loss", "scorer", "train_state")}
+    return Trained(model, scorer, meta)
+
+
+def task_from_checkpoint(meta: dict[str, Any], data_root=None, download: bool = False) -> OpenSetTask:
+    """The test side of the task a checkpoint was trained on."""
+    spec = meta["task"]
+    norm = meta["normalization"]
+    return make_task(spec["dataset"], known=spec["known"], unknown=spec["unknown"], data_root=data_root,
+                     download=download, image_size=spec["image_size"], normalization=(norm["mean"], norm["std"]),
+                     test_only=True)

@@ -1,0 +1,164 @@
+"""The training loop: seeded, deterministic on CPU, resumable from an atomic per-epoch checkpoint."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from osrkit.data.tasks import OpenSetTask
+from osrkit.data.transforms import make_augment, normalize
+from osrkit.engine.checkpoint import load_checkpoint, save_checkpoint
+from osrkit.engine.config import TrainConfig
+from osrkit.models.output import ModelOutput
+
+LossStep = Callable[[torch.nn.Module, ModelOutput, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def default_loss_step(loss_fn: torch.nn.Module, out: ModelOutput, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return loss_fn(out.logits, y)
+
+
+def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose sgd or adam")
+
+
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    """A per-step learning-rate scheduler."""
+    total = max(1, cfg.epochs * steps_per_epoch)
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.25)
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=cfg.lr * 1e-4)
+    if cfg.schedule == "step":
+        return torch.optim.lr_scheduler.MultiStepLR(opt, [e * steps_per_epoch for e in cfg.step_epochs], 0.1)
+    if cfg.schedule == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    raise ValueError(f"unknown schedule {cfg.schedule!r}; choose onecycle, cosine, step or constant")
+
+
+@torch.no_grad()
+def _validate(model, loss_fn, loss_step, task: OpenSetTask, cfg: TrainConfig, device) -> tuple[float, float]:
+    """Mean validation loss and accuracy, in eval mode."""
+    if len(task.val_y) == 0:
+        return float("nan"), float("nan")
+    model.eval()
+    total, correct, n = 0.0, 0, 0
+    for i in range(0, len(task.val_y), cfg.eval_batch_size):
+        x = normalize(task.val_x[i:i + cfg.eval_batch_size].to(device), task.mean, task.std)
+        y = task.val_y[i:i + cfg.eval_batch_size].to(device)
+        out = model(x)
+        total += float(loss_step(loss_fn, out, x, y)) * len(y)
+        correct += int((out.logits.argmax(1) == y).sum())
+        n += len(y)
+    model.train()
+    return total / n, correct / n
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training diverged; the message says where and what to change."""
+
+
+def train(model: torch.nn.Module, loss_fn: torch.nn.Module, task: OpenSetTask, cfg: TrainConfig,
+          checkpoint: str | Path | None = None, resume: bool = False, device: str = "cpu",
+          loss_step: LossStep = default_loss_step, meta: dict[str, Any] | None = None,
+          progress: bool = True, on_epoch: Callable[[int, dict], None] | None = None) -> dict[str, Any]:
+    """Train `model` on task.train with `loss_fn`; checkpoint atomically after every epoch.
+
+    With `resume=True` and an existing checkpoint, training continues from its last finished epoch
+    and ends with the same weights an uninterrupted run would (same seed, CPU). Returns the history.
+    """
+    torch.manual_seed(cfg.seed)
+    model.to(device)
+    loss_fn.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    params = list(model.parameters()) + list(loss_fn.parameters())
+    opt = make_optimizer(params, cfg)
+    n = len(task.train_y)
+    steps = math.ceil(n / cfg.batch_size)
+    sched = make_scheduler(opt, cfg, steps)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    augment = make_augment(cfg.augment)
+    history: list[dict[str, float]] = []
+    start_epoch, best = 0, {"val_loss": math.inf, "model": None, "epoch": -1}
+
+    if resume and checkpoint is not None and Path(checkpoint).exists():
+        state = load_checkpoint(checkpoint)
+        ts = state.get("train_state")
+        if ts is None:
+            raise ValueError(f"{checkpoint} holds no training state to resume from")
+        if state.get("config") != cfg.to_dict():
+            raise ValueError(f"{checkpoint} was written with a different config; resume needs the same settings "
+                             "(or delete the checkpoint to start over)")
+        model.load_state_dict(state["model"])
+        loss_fn.load_state_dict(state["loss"])
+        opt.load_state_dict(ts["optimizer"])
+        sched.load_state_dict(ts["scheduler"])
+        gen.set_state(ts["generator"])
+        torch.set_rng_state(ts["torch_rng"])
+        history = list(ts["history"])
+        start_epoch = int(ts["epoch"]) + 1
+        best = dict(ts["best"])
+
+    x_all, y_all = task.train_x.to(device), task.train_y.to(device)
+    model.train()
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
+               TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[ips]:.0f} img/s"), TimeRemainingColumn()]
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        for epoch in range(start_epoch, cfg.epochs):
+            pid = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=steps, loss=float("nan"), ips=0.0)
+            perm = torch.randperm(n, generator=gen)
+            t0, seen, loss_sum = time.perf_counter(), 0, 0.0
+            for s in range(steps):
+                idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size].to(device)
+                x = normalize(augment(x_all[idx].float().div_(255.0), gen), task.mean, task.std)
+                if cfg.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                y = y_all[idx]
+                out = model(x)
+                loss = loss_step(loss_fn, out, x, y)
+                if not torch.isfinite(loss):
+                    raise NonFiniteLossError(
+                        f"loss became {float(loss)} at epoch {epoch + 1}, step {s + 1}: training diverged. "
+                        f"Lower the learning rate (now {cfg.lr}, --lr), or check the inputs for NaN. "
+                        f"The last good checkpoint is {checkpoint or '(none: pass --out to keep one)'}.")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                seen += len(y)
+                loss_val = float(loss.detach())
+                loss_sum += loss_val * len(y)
+                bar.update(pid, advance=1, loss=loss_val, ips=seen / (time.perf_counter() - t0))
+            train_time = time.perf_counter() - t0
+            val_loss, val_acc = _validate(model, loss_fn, loss_step, task, cfg, device)
+            rec = {"epoch": epoch, "train_loss": loss_sum / seen, "val_loss": val_loss, "val_accuracy": val_acc,
+                   "train_seconds": train_time, "images_per_second": seen / train_time,
+                   "lr": float(opt.param_groups[0]["lr"])}
+            history.append(rec)
+            if cfg.select == "best-val-loss" and val_loss < best["val_loss"]:
+                best = {"val_loss": val_loss, "epoch": epoch,
+                        "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, {
+                    **(meta or {}), "config": cfg.to_dict(), "model": model.state_dict(), "loss": loss_fn.state_dict(),
+                    "train_state": {"epoch": epoch, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                                    "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                                    "history": history, "best": best, "finished": epoch + 1 == cfg.epochs}})
+            if on_epoch is not None:
+                on_epoch(epoch, rec)
+    if cfg.select == "best-val-loss" and best["model"] is not None:
+        model.load_state_dict(best["model"])
+    elif cfg.select not in ("last", "best-val-loss"):
+        raise ValueError(f"unknown select {cfg.select!r}; choose last or best-val-loss")
+    model.eval()
+    return {"history": history, "best_epoch": best["epoch"]}

@@ -1,0 +1,34 @@
+"""Backbones. Every model's forward returns `ModelOutput(logits, embedding, extras)`."""
+
+from osrkit.models.output import ModelOutput
+from osrkit.models.registry import create_model, list_models, register_model
+from osrkit.models.small import SmallNet
+from osrkit.models.vgg32 import VGG32
+
+
+@register_model("vgg32")
+def vgg32(**kw) -> VGG32:
+    """classifier32 with a pooled head (ARPL / Vaze et al.)."""
+    return VGG32(head="pool", **kw)
+
+
+@register_model("vgg32-flatten")
+def vgg32_flatten(**kw) -> VGG32:
+    """classifier32 with the CAC authors' flattened 128x4x4 -> Linear(2048, K) head."""
+    return VGG32(head="flatten", **kw)
+
+
+@register_model("vgg32-lite")
+def vgg32_lite(**kw) -> VGG32:
+    """Fast recipe: classifier32 at half width (a quarter of the multiply-adds)."""
+    kw.setdefault("width", 0.5)
+    return VGG32(head="pool", **kw)
+
+
+@register_model("small")
+def small(**kw) -> SmallNet:
+    """Small CNN for 8x8 digits."""
+    return SmallNet(**kw)
+
+
+__all__ = ["ModelOutput", "create_model", "list_models", "register_model", "VGG32", "SmallNet"]

@@ -1,0 +1,49 @@
+"""Logit-based baselines: MSP (1 - max softmax), MLS (-max logit), energy (-logsumexp)."""
+
+from __future__ import annotations
+
+import torch
+
+from osrkit.outputs import Outputs
+from osrkit.scores.base import Scorer, ScoreResult
+
+
+class MSPScore(Scorer):
+    """Maximum softmax probability (Hendrycks & Gimpel): unknown score 1 - max softmax."""
+
+    name = "msp"
+
+    def score(self, outputs: Outputs) -> ScoreResult:
+        p = torch.softmax(outputs.logits.double(), dim=1)
+        conf, pred = p.max(1)
+        return ScoreResult(1.0 - conf, pred)
+
+
+class MLSScore(Scorer):
+    """Maximum logit score (Vaze et al. 2022): unknown score -max logit."""
+
+    name = "mls"
+
+    def score(self, outputs: Outputs) -> ScoreResult:
+        top, pred = outputs.logits.double().max(1)
+        return ScoreResult(-top, pred)
+
+
+class EnergyScore(Scorer):
+    """Energy (Liu et al. 2020): unknown score -T·logsumexp(logits/T)."""
+
+    name = "energy"
+
+    def __init__(self, temperature: float = 1.0) -> None:
+        self.temperature = float(temperature)
+
+    def score(self, outputs: Outputs) -> ScoreResult:
+        z = outputs.logits.double()
+        return ScoreResult(-self.temperature * torch.logsumexp(z / self.temperature, dim=1), z.argmax(1))
+
+    def state_dict(self) -> dict:
+        return {"temperature": self.temperature}
+
+    def load_state_dict(self, state: dict) -> "EnergyScore":
+        self.temperature = float(state.get("temperature", 1.0))
+        return self
