@@ -1,0 +1,26 @@
+# One command each, on a fresh machine: `make demo` (set up + run on the embedded digits data set)
+# and `make test` (set up + run the test suite). Both create .venv if it is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: setup demo test bench clean
+
+$(BIN)/osrkit: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e ".[test]"
+	touch $(BIN)/osrkit
+
+setup: $(BIN)/osrkit
+
+demo: setup
+	$(BIN)/osrkit run
+
+test: setup
+	$(BIN)/python -m pytest tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

@@ -1,0 +1,275 @@
+"""The `osrkit` command line: datasets, train, eval, run, import-cac."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from osrkit.data.datasets import DATASETS, default_data_root
+from osrkit.data.splits import SPLIT_ALIASES, num_splits, split_families
+from osrkit.data.tasks import PLUS_TASKS, make_task
+from osrkit.engine.checkpoint import atomic_write_text
+from osrkit.engine.config import TrainConfig
+from osrkit.methods import default_config, list_methods
+
+console = Console(stderr=True)
+TASKS = sorted(set(DATASETS) - {"cifar100"} | PLUS_TASKS)
+TABLE_METRICS = ("auroc", "oscr", "accuracy")
+
+
+def _csv(s: str | None) -> list[str] | None:
+    return None if s is None else [p.strip() for p in s.split(",") if p.strip()]
+
+
+def _int_list(s: str, what: str) -> list[int]:
+    try:
+        return [int(p) for p in _csv(s) or []]
+    except ValueError:
+        raise SystemExit(f"error: {what} must be comma-separated integers, got {s!r}")
+
+
+def _parse_value(v: str) -> Any:
+    try:
+        return yaml.safe_load(v)
+    except yaml.YAMLError:
+        return v
+
+
+def _add_task_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", default="digits", help=f"data set / task: {', '.join(TASKS)} (default digits)")
+    p.add_argument("--family", default="neal", help=f"split family: {', '.join(split_families())}")
+    p.add_argument("--known", help="explicit known classes (names or indices, comma-separated) instead of a split")
+    p.add_argument("--unknown", help="explicit unknown classes (default: every other class)")
+    p.add_argument("--data-root", help="data folder (default $OSRKIT_DATA, else ~/.cache/osrkit)")
+    p.add_argument("--download", action="store_true", help="download the data set where torchvision can")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="held-out share of known training data")
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--method", default="softmax", help=f"method: {', '.join(list_methods())}")
+    p.add_argument("--config", help="YAML file of TrainConfig fields (overridden by flags)")
+    p.add_argument("--model", help="backbone (vgg32, vgg32-flatten, vgg32-lite, small, ...)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--optimizer", choices=["sgd", "adam"])
+    p.add_argument("--schedule", choices=["onecycle", "cosine", "step", "constant"])
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--augment", choices=["none", "crop", "crop-flip"])
+    p.add_argument("--select", choices=["last", "best-val-loss"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="method hyper-parameter, e.g. --param alpha=10 (repeatable)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0, ...")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def build_config(args: argparse.Namespace, method: str, dataset: str) -> TrainConfig:
+    """Method/data-set defaults, then the YAML file, then flags."""
+    cfg = default_config(method, dataset)
+    if args.config:
+        path = Path(args.config)
+        if not path.exists():
+            raise SystemExit(f"error: config file {path} does not exist")
+        cfg = cfg.replace(**(yaml.safe_load(path.read_text()) or {}))
+    params = {}
+    for kv in args.param:
+        if "=" not in kv:
+            raise SystemExit(f"error: --param expects KEY=VALUE, got {kv!r}")
+        k, v = kv.split("=", 1)
+        params[k] = _parse_value(v)
+    return cfg.replace(model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                       optimizer=args.optimizer, schedule=args.schedule, weight_decay=args.weight_decay,
+                       augment=args.augment, select=args.select, seed=args.seed, method_params=params or None)
+
+
+def _make_task(args, split: int | None, seed: int = 0):
+    known = _csv(args.known)
+    return make_task(args.task, split=split if known is None else None, family=args.family, known=known,
+                     unknown=_csv(args.unknown), data_root=args.data_root, download=args.download,
+                     val_fraction=args.val_fraction, seed=seed)
+
+
+def _setup(args) -> None:
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    if getattr(args, "device", "cpu").startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"error: --device {args.device} asked for, but no CUDA device is available; use --device cpu")
+
+
+def _write_json(path: str, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, default=float) + "\n")
+
+
+def cmd_datasets(args) -> int:
+    root = default_data_root(args.data_root)
+    t = Table(title=f"osrkit data sets (data root {root})")
+    for c in ("name", "files present", "download", "split families"):
+        t.add_column(c)
+    for name in TASKS:
+        cls = DATASETS["cifar10" if name in PLUS_TASKS else name]
+        fams = []
+        for fam in split_families():
+            try:
+                fams.append(f"{fam} ({num_splits(fam, name)})")
+            except ValueError:
+                pass
+        present = "n/a (your folder)" if name == "folder" else ("yes" if cls.files_present(root) else "no")
+        if name in PLUS_TASKS:
+            present = "yes" if cls.files_present(root) and DATASETS["cifar100"].files_present(root) else "no"
+        alias = f" (= {SPLIT_ALIASES[name]} lists)" if name in SPLIT_ALIASES else ""
+        t.add_row(name, present, "yes" if cls.downloadable else "no", ", ".join(fams) + alias or "explicit --known")
+    Console().print(t)
+    return 0
+
+
+def cmd_train(args) -> int:
+    from osrkit.engine.pipeline import evaluate, fit_method
+
+    _setup(args)
+    cfg = build_config(args, args.method, args.task)
+    task = _make_task(args, args.split, seed=cfg.seed)
+    console.print(task.summary())
+    out = args.out or f"runs/{args.method}-{task.name.replace('/', '-')}-seed{cfg.seed}.pt"
+    trained = fit_method(args.method, task, cfg, checkpoint=out, resume=args.resume, device=args.device,
+                         progress=not args.no_progress)
+    res = evaluate(trained, task, device=args.device)
+    console.print(f"checkpoint: {out}")
+    console.print({k: round(v, 4) for k, v in res.items() if isinstance(v, float)})
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from osrkit.engine.pipeline import evaluate, load_trained, task_from_checkpoint
+
+    _setup(args)
+    trained = load_trained(args.checkpoint)
+    task = task_from_checkpoint(trained.meta, data_root=args.data_root, download=args.download)
+    res = {"checkpoint": str(args.checkpoint), "method": trained.meta["method"], "task": trained.meta["task"],
+           **evaluate(trained, task, device=args.device)}
+    if args.json:
+        _write_json(args.json, res)
+    print(json.dumps(res, indent=2, default=float))
+    return 0
+
+
+def summarize(rows: list[dict], metrics: Sequence[str] = TABLE_METRICS) -> list[dict]:
+    """Mean ± std per method over rows (one row per split)."""
+    out = []
+    for method in dict.fromkeys(r["method"] for r in rows):
+        sel = [r for r in rows if r["method"] == method]
+        s = {"method": method, "n": len(sel), "seconds": float(sum(r["seconds"] for r in sel))}
+        for m in metrics:
+            vals = np.array([r[m] for r in sel], dtype=float)
+            s[m] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0}
+        out.append(s)
+    return out
+
+
+def markdown_table(summary: list[dict], metrics: Sequence[str] = TABLE_METRICS) -> str:
+    head = "| method | splits | " + " | ".join(m.upper() if m != "accuracy" else "Accuracy" for m in metrics) + " | time (s) |"
+    lines = [head, "|" + "---|" * (len(metrics) + 3)]
+    for s in summary:
+        cells = " | ".join(f"{s[m]['mean']:.4f} ± {s[m]['std']:.4f}" for m in metrics)
+        lines.append(f"| {s['method']} | {s['n']} | {cells} | {s['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def cmd_run(args) -> int:
+    from osrkit.engine.pipeline import evaluate, fit_method
+
+    _setup(args)
+    methods = _csv(args.method) or ["softmax"]
+    splits = _int_list(args.splits, "--splits") if args.splits else list(range(num_splits(args.family, args.task)))
+    rows = []
+    for method in methods:
+        cfg = build_config(args, method, args.task)
+        for split in splits:
+            t0 = time.perf_counter()
+            task = _make_task(args, split, seed=cfg.seed)
+            ckpt = Path(args.out_dir) / f"{method}-{task.name.replace('/', '-')}-seed{cfg.seed}.pt" if args.out_dir else None
+            console.print(f"[bold]{method}[/bold] on {task.summary()}")
+            trained = fit_method(method, task, cfg, checkpoint=ckpt, resume=ckpt is not None, device=args.device,
+                                 progress=not args.no_progress)
+            res = evaluate(trained, task, device=args.device)
+            rows.append({"method": method, "task": task.name, "split": split, "seconds": time.perf_counter() - t0,
+                         **{k: v for k, v in res.items() if isinstance(v, (int, float))}})
+    summary = summarize(rows)
+    t = Table(title=f"{args.task} ({args.family} splits {','.join(map(str, splits))}): mean ± std")
+    for c in ("method", "splits", "AUROC", "OSCR", "accuracy", "time (s)"):
+        t.add_column(c)
+    for s in summary:
+        t.add_row(s["method"], str(s["n"]), *[f"{s[m]['mean']:.4f} ± {s[m]['std']:.4f}" for m in TABLE_METRICS],
+                  f"{s['seconds']:.0f}")
+    Console().print(t)
+    if args.json:
+        _write_json(args.json, {"task": args.task, "family": args.family, "rows": rows, "summary": summary})
+    if args.markdown:
+        atomic_write_text(args.markdown, markdown_table(summary) + "\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="osrkit", description="Open-set recognition toolkit")
+    sub = p.add_subparsers(dest="command")
+
+    d = sub.add_parser("datasets", help="list data sets, their splits and whether their files are present")
+    d.add_argument("--data-root")
+    d.set_defaults(func=cmd_datasets)
+
+    t = sub.add_parser("train", help="train one method on one split; writes a checkpoint")
+    _add_task_args(t)
+    _add_train_args(t)
+    t.add_argument("--split", type=int, default=0, help="split index (default 0)")
+    t.add_argument("--out", help="checkpoint path (default runs/<method>-<task>-seed<seed>.pt)")
+    t.add_argument("--resume", action="store_true", help="continue an interrupted run from --out")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="scores and every metric for a checkpoint (JSON)")
+    e.add_argument("checkpoint")
+    e.add_argument("--data-root")
+    e.add_argument("--download", action="store_true")
+    e.add_argument("--json", help="write the metrics to this JSON file")
+    e.add_argument("--device", default="cpu")
+    e.set_defaults(func=cmd_eval)
+
+    r = sub.add_parser("run", help="train + eval over the splits of a task; prints mean ± std")
+    _add_task_args(r)
+    _add_train_args(r)
+    r.add_argument("--splits", help="comma-separated split indices (default: all)")
+    r.add_argument("--out-dir", help="keep checkpoints here (and resume from them)")
+    r.add_argument("--json", help="write per-split rows and the summary to this JSON file")
+    r.add_argument("--markdown", help="write the summary table to this Markdown file")
+    r.set_defaults(func=cmd_run)
+
+    from osrkit.importers.cac import add_import_cac_parser
+
+    add_import_cac_parser(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["run", *(argv or [])])
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Converters from other projects' checkpoint formats into osrkit checkpoints."""
