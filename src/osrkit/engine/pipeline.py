@@ -130,3 +130,17 @@ def task_from_checkpoint(meta: dict[str, Any], data_root=None, download: bool = 
     return make_task(spec["dataset"], known=spec["known"], unknown=spec["unknown"], data_root=data_root,
                      download=download, image_size=spec["image_size"], normalization=(norm["mean"], norm["std"]),
                      test_only=True)
+
+
+def with_scorer(trained: Trained, method: str, task: OpenSetTask, device: str = "cpu") -> Trained:
+    """The same trained network scored by another method's scorer (e.g. MLS on a softmax-trained net).
+
+    Only valid between methods that share a training loss; the caller decides that.
+    """
+    m = get_method(method)
+    cfg = TrainConfig.from_dict(trained.meta["osrkit_config"])
+    scorer = m.make_scorer(task.num_classes, m.resolved_params({k: v for k, v in cfg.method_params.items() if k in m.params}))
+    scorer.fit(predict(trained.model, task.train_x, task.mean, task.std, labels=task.train_y, device=device))
+    meta = {**trained.meta, "method": method}
+    meta["threshold"] = _val_threshold(trained.model, scorer, task, device, cfg.eval_batch_size)
+    return Trained(trained.model, scorer, meta, trained.history)

@@ -128,7 +128,7 @@ def train(model: torch.nn.Module, loss_fn: torch.nn.Module, task: OpenSetTask, c
                 loss = loss_step(loss_fn, out, x, y)
                 if not torch.isfinite(loss):
                     raise NonFiniteLossError(
-                        f"loss became {float(loss)} at epoch {epoch + 1}, step {s + 1}: training diverged. "
+                        f"loss became {float(loss.detach())} at epoch {epoch + 1}, step {s + 1}: training diverged. "
                         f"Lower the learning rate (now {cfg.lr}, --lr), or check the inputs for NaN. "
                         f"The last good checkpoint is {checkpoint or '(none: pass --out to keep one)'}.")
                 opt.zero_grad(set_to_none=True)

@@ -1,0 +1,46 @@
+"""Shared helpers for benchmark scripts: machine description, result files."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict:
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True,
+                                       cwd=Path(__file__).parent, stderr=subprocess.DEVNULL).strip()
+    except Exception:
+        return "unknown"
+
+
+def header() -> dict:
+    return {"command": " ".join([Path(sys.executable).name, *sys.argv]), "date": _dt.date.today().isoformat(),
+            "machine": machine(), "git_commit": git_commit()}
+
+
+def write(name: str, payload: dict, markdown: str | None = None) -> Path:
+    """Write results/<name>.json (and .md) atomically."""
+    from osrkit.engine.checkpoint import atomic_write_text
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    atomic_write_text(path, json.dumps(payload, indent=2, default=float) + "\n")
+    if markdown is not None:
+        atomic_write_text(RESULTS / f"{name}.md", markdown)
+    return path

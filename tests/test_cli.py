@@ -1,0 +1,62 @@
+"""The command line: run/train/eval on digits, datasets listing, and clear errors on bad input."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from osrkit.cli import main
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def test_run_prints_table_and_writes_files(tmp_path, capsys):
+    rc = main(["run", "--task", "digits", "--method", "softmax,cac", "--splits", "0,1", "--epochs", "2",
+               "--no-progress", "--json", str(tmp_path / "r.json"), "--markdown", str(tmp_path / "r.md")])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "AUROC" in out and "softmax" in out and "cac" in out
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert len(data["rows"]) == 4 and {r["method"] for r in data["rows"]} == {"softmax", "cac"}
+    for s in data["summary"]:
+        assert 0.5 < s["auroc"]["mean"] <= 1.0 and s["n"] == 2
+    md = (tmp_path / "r.md").read_text()
+    assert md.startswith("| method |") and "±" in md
+
+
+def test_train_then_eval_json(tmp_path, capsys):
+    ck = tmp_path / "m.pt"
+    assert main(["train", "--task", "digits", "--split", "3", "--method", "mls", "--epochs", "2",
+                 "--no-progress", "--out", str(ck)]) == 0
+    assert main(["eval", str(ck), "--json", str(tmp_path / "e.json")]) == 0
+    res = json.loads((tmp_path / "e.json").read_text())
+    for key in ("auroc", "oscr", "accuracy", "fpr95", "aupr_in", "aupr_out", "f1"):
+        assert 0.0 <= res[key] <= 1.0
+    assert res["method"] == "mls" and res["task"]["index"] == 3
+
+
+def test_datasets_lists_presence(capsys):
+    assert main(["datasets", "--data-root", str(SHARED_DATA)]) == 0
+    out = capsys.readouterr().out
+    assert "mnist" in out and "tinyimagenet" in out and "cifar+10" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--task", "imagenet21k", "--splits", "0"], "unknown data set 'imagenet21k'"),
+    (["run", "--task", "digits", "--splits", "7"], "out of range"),
+    (["run", "--task", "digits", "--known", "0,1,zebra"], "unknown known class name 'zebra'"),
+    (["run", "--task", "cifar10", "--splits", "0", "--data-root", "/nonexistent/osrkit"], "cifar-10-batches-py/data_batch_1"),
+    (["run", "--task", "digits", "--method", "nosuch"], "unknown method 'nosuch'"),
+    (["run", "--task", "digits", "--param", "alpha=3", "--method", "softmax"], "has no parameters ['alpha']"),
+])
+def test_bad_input_gives_clear_error(argv, message, capsys):
+    assert main([*argv, "--epochs", "1", "--no-progress"]) == 2
+    assert message in capsys.readouterr().err.replace("\n", "")
+
+
+def test_eval_of_foreign_checkpoint(tmp_path, capsys):
+    import torch
+
+    torch.save({"net": {}}, tmp_path / "x.pt")
+    assert main(["eval", str(tmp_path / "x.pt")]) == 2
+    assert "import-cac" in capsys.readouterr().err

@@ -1,0 +1,97 @@
+"""Training engine: determinism, exact resume, atomic checkpoints, clear failures."""
+
+import pytest
+import torch
+
+from osrkit.data.tasks import make_task
+from osrkit.engine.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
+from osrkit.engine.pipeline import evaluate, fit_method, load_trained, task_from_checkpoint
+from osrkit.engine.train import NonFiniteLossError
+from osrkit.methods import default_config
+from osrkit.models import create_model
+
+
+@pytest.fixture(scope="module")
+def task():
+    return make_task("digits", 0)
+
+
+def _cfg(**kw):
+    return default_config("softmax", "digits").replace(**{"epochs": 3, "augment": "crop", **kw})
+
+
+def test_same_seed_same_weights(task, tmp_path):
+    a = fit_method("softmax", task, _cfg(), progress=False)
+    b = fit_method("softmax", task, _cfg(), progress=False)
+    for (k, va), vb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.equal(va, vb), k
+    c = fit_method("softmax", task, _cfg(seed=1), progress=False)
+    assert not torch.equal(a.model.classifier.weight, c.model.classifier.weight)
+
+
+def test_resume_reaches_the_same_final_weights(task, tmp_path):
+    full = fit_method("softmax", task, _cfg(), checkpoint=tmp_path / "full.pt", progress=False)
+    # an "interrupted" run: stop after epoch 1 by raising from the epoch hook
+    class Stop(Exception):
+        pass
+
+    def stop_after_first(epoch, rec):
+        if epoch == 0:
+            raise Stop
+
+    with pytest.raises(Stop):
+        fit_method("softmax", task, _cfg(), checkpoint=tmp_path / "part.pt", progress=False, on_epoch=stop_after_first)
+    assert load_checkpoint(tmp_path / "part.pt")["train_state"]["epoch"] == 0
+    resumed = fit_method("softmax", task, _cfg(), checkpoint=tmp_path / "part.pt", resume=True, progress=False)
+    assert len(resumed.history) == 3
+    for (k, va), vb in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(va, vb), k
+
+
+def test_resume_refuses_other_config(task, tmp_path):
+    fit_method("softmax", task, _cfg(epochs=1), checkpoint=tmp_path / "c.pt", progress=False)
+    with pytest.raises(ValueError, match="different config"):
+        fit_method("softmax", task, _cfg(epochs=1, lr=0.5), checkpoint=tmp_path / "c.pt", resume=True, progress=False)
+
+
+def test_checkpoint_roundtrip_evaluates_without_training_data(task, tmp_path):
+    trained = fit_method("cac", task, default_config("cac", "digits").replace(epochs=2), checkpoint=tmp_path / "cac.pt",
+                         progress=False)
+    direct = evaluate(trained, task)
+    state = torch.load(tmp_path / "cac.pt", weights_only=True)  # plain tensors and types only
+    assert torch.allclose(state["scorer"]["anchors"], trained.scorer.anchors)
+    loaded = load_trained(tmp_path / "cac.pt")
+    test_only = task_from_checkpoint(loaded.meta)
+    assert len(test_only.train_y) == 0
+    again = evaluate(loaded, test_only)
+    for k in ("auroc", "oscr", "accuracy", "f1"):
+        assert again[k] == pytest.approx(direct[k], abs=1e-9)
+
+
+def test_nan_loss_is_a_clear_error(task):
+    with pytest.raises(NonFiniteLossError, match="learning rate"):
+        fit_method("softmax", task, _cfg(lr=1e30, optimizer="sgd", schedule="constant"), progress=False)
+
+
+def test_checkpoint_from_another_architecture(tmp_path):
+    model = create_model("vgg32", num_classes=6, in_channels=1)
+    other = create_model("small", num_classes=6, in_channels=1).state_dict()
+    with pytest.raises(ValueError, match="another architecture"):
+        load_model_weights(model, other)
+    torch.save({"net": other}, tmp_path / "foreign.pt")
+    with pytest.raises(ValueError, match="not an osrkit checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+
+
+def test_atomic_save_leaves_old_file_on_failure(tmp_path):
+    p = tmp_path / "ck.pt"
+    save_checkpoint(p, {"a": torch.ones(2)})
+
+    class Boom:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(Exception):
+        save_checkpoint(p, {"a": Boom()})
+    assert torch.equal(load_checkpoint(p)["a"], torch.ones(2))
+    assert [f.name for f in tmp_path.iterdir()] == ["ck.pt"]
