@@ -97,7 +97,7 @@ def test_unknown_family_or_task():
 
 
 def _spec_duplicates(family: str, task: str) -> list[tuple[int, int]]:
-    sets = [frozenset(s["known"]) for s in SPEC[family]["splits"][task]]
+    sets = [(frozenset(s["known"]), frozenset(s["unknown"])) for s in SPEC[family]["splits"][task]]
     return [(i, j) for i in range(len(sets)) for j in range(i + 1, len(sets)) if sets[i] == sets[j]]
 
 
@@ -113,14 +113,16 @@ def test_arpl_duplicated_splits():
 def test_neal_duplicates_are_reported_as_in_the_file():
     for task in SPEC["neal"]["splits"]:
         assert duplicated_splits("neal", task) == _spec_duplicates("neal", task)
-    for task in ("mnist", "svhn", "cifar10", "tinyimagenet"):
+    for task in ("mnist", "svhn", "cifar10", "tinyimagenet", "cifar+10"):
         assert duplicated_splits("neal", task) == []
+    # neal's CIFAR+50 splits all hold the same 4 knowns and the same 50 unknowns (only the order differs)
+    assert len(duplicated_splits("neal", "cifar+50")) == 10
 
 
 @pytest.mark.parametrize("task", ["svhn", "cifar10"])
 @pytest.mark.parametrize("index", [0, 1])
 def test_using_a_duplicated_split_warns(task, index):
-    with pytest.warns(UserWarning, match=r"splits 0 and 1") as record:
+    with pytest.warns(UserWarning, match=rf"split {index} has the same known and unknown classes as split\(s\) {1 - index}") as record:
         known, _ = get_split("arpl", task, index)
     assert known == SPEC["arpl"]["splits"][task][index]["known"]
     assert any("arpl" in str(w.message) and task in str(w.message) for w in record)

@@ -13,8 +13,11 @@ import torch
 from osrkit.engine.config import TrainConfig
 from osrkit.engine.train import LossStep, default_loss_step
 from osrkit.losses import CACLoss, CrossEntropyLoss
+from osrkit.losses.reconstruction import ClassificationReconstructionLoss, reconstruction_step
 from osrkit.scores.base import Scorer
 from osrkit.scores.cac import CACScore
+from osrkit.scores.crosr import CROSRScorer
+from osrkit.scores.openmax import OpenMax
 from osrkit.scores.softmax import EnergyScore, MLSScore, MSPScore
 
 
@@ -70,6 +73,30 @@ register_method(Method("cac", "class anchor clustering loss; distance-based scor
                        lambda k, p: CACLoss(k, alpha=p["alpha"], lbda=p["lbda"]),
                        lambda k, p: CACScore(k), {"alpha": 10.0, "lbda": 0.1}))
 
+register_method(Method("openmax", "cross-entropy; OpenMax recalibration on the logits (Bendale & Boult 2016)", _ce,
+                       lambda k, p: OpenMax(tailsize=p["tailsize"], alpha=p["alpha"], distance=p["distance"]),
+                       {"label_smoothing": 0.0, "tailsize": 20, "alpha": 10, "distance": "eucos"}))
+
+_CROSR_PARAMS = {"recon_weight": 1.0, "tailsize": 20, "alpha": None, "distance": "euclidean", "pool": "avg"}
+
+
+def _recon_loss(k: int, p: dict) -> torch.nn.Module:
+    return ClassificationReconstructionLoss(k, recon_weight=p["recon_weight"])
+
+
+register_method(Method("crosr", "DHRNet (classify + reconstruct); OpenMax on [logits, latents] (Yoshihashi et al. 2019)",
+                       _recon_loss,
+                       lambda k, p: CROSRScorer(tailsize=p["tailsize"], alpha=p["alpha"], distance=p["distance"],
+                                                pool=p["pool"]),
+                       dict(_CROSR_PARAMS), loss_step=reconstruction_step, model="dhrnet"))
+register_method(Method("dhrnet-softmax", "CROSR ablation: DHRNet trained as CROSR, scored by 1 - max softmax",
+                       _recon_loss, lambda k, p: MSPScore(), {"recon_weight": 1.0},
+                       loss_step=reconstruction_step, model="dhrnet"))
+register_method(Method("dhrnet-openmax", "CROSR ablation: DHRNet trained as CROSR, OpenMax on the logits only",
+                       _recon_loss,
+                       lambda k, p: OpenMax(tailsize=p["tailsize"], alpha=p["alpha"], distance=p["distance"]),
+                       {"recon_weight": 1.0, "tailsize": 20, "alpha": None, "distance": "euclidean"},
+                       loss_step=reconstruction_step, model="dhrnet"))
 
 # Training defaults per data set. "fast" schedules are osrkit's short recipes for CPU; the paper
 # schedules are available by overriding fields (see README, "Schedules").
@@ -94,6 +121,7 @@ def default_config(method: str, dataset: str) -> TrainConfig:
     d = dict(_DATASET_DEFAULTS.get(dataset, {}))
     if m.model is not None:
         d["model"] = m.model
+        d.pop("model_kwargs", None)
     d["model_kwargs"] = {**d.get("model_kwargs", {}), **m.model_kwargs}
     d["method_params"] = dict(m.params)
     return TrainConfig.from_dict(d)

@@ -110,16 +110,31 @@ class FashionMNIST(MNIST):
         "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
 
 
-class _CIFAR10Files(torchvision.datasets.CIFAR10):
-    def _check_integrity(self) -> bool:  # existence only, so small files in the real format load
-        base = Path(self.root) / self.base_folder
-        return all((base / name).exists() for name, _ in self.train_list + self.test_list)
+class _ExistenceOnly:
+    """torchvision CIFAR with existence checks instead of md5 sums, so small real-format files load."""
 
-
-class _CIFAR100Files(torchvision.datasets.CIFAR100):
     def _check_integrity(self) -> bool:
         base = Path(self.root) / self.base_folder
         return all((base / name).exists() for name, _ in self.train_list + self.test_list)
+
+    def _load_meta(self) -> None:
+        import pickle
+
+        path = Path(self.root) / self.base_folder / self.meta["filename"]
+        if not path.exists():
+            raise RuntimeError(f"{path} not found")
+        with open(path, "rb") as f:
+            data = pickle.load(f, encoding="latin1")
+        self.classes = data[self.meta["key"]]
+        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+
+
+class _CIFAR10Files(_ExistenceOnly, torchvision.datasets.CIFAR10):
+    pass
+
+
+class _CIFAR100Files(_ExistenceOnly, torchvision.datasets.CIFAR100):
+    pass
 
 
 class CIFAR10(ImageSet):
@@ -267,7 +282,10 @@ class ImageFolderSet(ImageSet):
         base = split_dir if has_split else self.root
         if not base.is_dir():
             raise _missing("folder", self.root, ["<class name>/<image files>"])
-        ds = torchvision.datasets.ImageFolder(str(base))
+        try:
+            ds = torchvision.datasets.ImageFolder(str(base))
+        except FileNotFoundError as e:
+            raise _missing("folder", self.root, ["<class name>/<image files>"]) from e
         paths = [Path(p) for p, _ in ds.samples]
         labels = np.array([y for _, y in ds.samples], dtype=np.int64)
         if not has_split:

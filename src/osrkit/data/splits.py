@@ -49,9 +49,9 @@ def _splits_of(family: str, task: str) -> list[dict]:
 
 
 def duplicated_splits(family: str, task: str) -> list[tuple[int, int]]:
-    """Pairs (i, j), i < j, of split indices whose known class sets are the same."""
+    """Pairs (i, j), i < j, of split indices with the same known and the same unknown class sets."""
     splits = _splits_of(family, task)
-    sets = [frozenset(s["known"]) for s in splits]
+    sets = [(frozenset(s["known"]), frozenset(s["unknown"])) for s in splits]
     return [(i, j) for i in range(len(sets)) for j in range(i + 1, len(sets)) if sets[i] == sets[j]]
 
 
@@ -62,12 +62,12 @@ def get_split(family: str, task: str, index: int) -> tuple[list[int], list[int]]
         raise ValueError(
             f"split index {index!r} out of range for {family}/{task}: valid indices are 0..{len(splits) - 1}"
         )
-    for i, j in duplicated_splits(family, task):
-        if index in (i, j):
-            warnings.warn(
-                f"{family}/{task} splits {i} and {j} have the same known classes (a known quirk of the "
-                f"{family} family): results for them are not independent",
-                stacklevel=2,
-            )
+    twins = sorted({j if i == index else i for i, j in duplicated_splits(family, task) if index in (i, j)})
+    if twins:
+        warnings.warn(
+            f"{family}/{task} split {index} has the same known and unknown classes as split(s) "
+            f"{', '.join(map(str, twins))} (a known quirk of the {family} family): their results are not independent",
+            stacklevel=2,
+        )
     s = splits[index]
     return list(s["known"]), list(s["unknown"])

@@ -43,6 +43,8 @@ class BatchAugment:
             lo, hi = self.crop_scale
             area = lo + (hi - lo) * torch.rand(n, generator=generator)
             log_ratio = (torch.rand(n, generator=generator) * 2 - 1) * torch.log(torch.tensor(4 / 3))
+            # keep the aspect ratio within what the drawn area allows, so area 1 is the whole image
+            log_ratio = torch.maximum(torch.minimum(log_ratio, -torch.log(area)), torch.log(area))
             ratio = torch.exp(log_ratio)
             sx = torch.sqrt(area * ratio).clamp(max=1.0)
             sy = torch.sqrt(area / ratio).clamp(max=1.0)

@@ -1,5 +1,6 @@
 """Backbones. Every model's forward returns `ModelOutput(logits, embedding, extras)`."""
 
+from osrkit.models.dhrnet import DHRNet
 from osrkit.models.output import ModelOutput
 from osrkit.models.registry import create_model, list_models, register_model
 from osrkit.models.small import SmallNet
@@ -25,10 +26,16 @@ def vgg32_lite(**kw) -> VGG32:
     return VGG32(head="pool", **kw)
 
 
+@register_model("dhrnet")
+def dhrnet(**kw) -> DHRNet:
+    """CROSR's DHRNet (classification + hierarchical reconstruction, latents in extras)."""
+    return DHRNet(**kw)
+
+
 @register_model("small")
 def small(**kw) -> SmallNet:
     """Small CNN for 8x8 digits."""
     return SmallNet(**kw)
 
 
-__all__ = ["ModelOutput", "create_model", "list_models", "register_model", "VGG32", "SmallNet"]
+__all__ = ["ModelOutput", "create_model", "list_models", "register_model", "VGG32", "SmallNet", "DHRNet"]

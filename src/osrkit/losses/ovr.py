@@ -1,0 +1,115 @@
+"""One-vs-rest losses: plain OvR (baseline) and m-OvR (Park et al. 2024, angular margin on cosines).
+
+Both sum a binary cross-entropy over the K classes (class y positive, the others negative) and
+average over the batch. ``ovr_sample_loss`` gives the per-sample values, which the m-OvR unknown
+score reuses (evaluated at the predicted class, without margin).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["OvRLoss", "MOvRLoss", "ovr_sample_loss", "margin_logits", "MARGIN_ON"]
+
+MARGIN_ON = ("all", "target")
+_EPS = 1e-7
+
+
+def _check(logits: torch.Tensor, labels: torch.Tensor, num_classes: int | None = None) -> None:
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+        raise ValueError(f"logits must be a tensor (N, K), got {getattr(logits, 'shape', type(logits))}")
+    if not torch.is_floating_point(logits):
+        raise ValueError(f"logits must be floating point, got {logits.dtype}")
+    if num_classes is not None and logits.shape[1] != num_classes:
+        raise ValueError(f"logits have {logits.shape[1]} classes, the loss expects {num_classes}")
+    if not isinstance(labels, torch.Tensor) or labels.dim() != 1 or labels.shape[0] != logits.shape[0]:
+        raise ValueError(
+            f"labels must be a 1-d tensor of length {logits.shape[0]}, got {getattr(labels, 'shape', type(labels))}"
+        )
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.is_complex():
+        raise ValueError(f"labels must be an integer tensor, got {labels.dtype}")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= logits.shape[1]):
+        raise ValueError(f"labels must lie in [0, {logits.shape[1] - 1}], got range [{int(labels.min())}, {int(labels.max())}]")
+
+
+def margin_logits(
+    cosines: torch.Tensor,
+    labels: torch.Tensor | None,
+    margin: float,
+    margin_on: str = "all",
+    eps: float = _EPS,
+) -> torch.Tensor:
+    """s_k = cos(theta_k + m), theta_k = arccos(clamp(cos theta_k, -1+eps, 1-eps)).
+
+    margin_on="all": every class gets the margin; "target": only k = y (labels required).
+    With m = 0 the cosines are returned unchanged (no clamp), so the scores see exact values.
+    Note that cos(theta + m) is not monotone once theta + m > pi; the formula is kept as published.
+    """
+    if margin_on not in MARGIN_ON:
+        raise ValueError(f"margin_on must be one of {MARGIN_ON}, got {margin_on!r}")
+    if margin == 0:
+        return cosines
+    theta = torch.acos(cosines.clamp(-1 + eps, 1 - eps))
+    shifted = torch.cos(theta + margin)
+    if margin_on == "all":
+        return shifted
+    if labels is None:
+        raise ValueError("margin_on='target' needs labels")
+    target = F.one_hot(labels.long(), cosines.shape[1]).bool()
+    return torch.where(target, shifted, cosines)
+
+
+def ovr_sample_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(N,) per-sample one-vs-rest loss: sum_k BCE-with-logits(logits[:, k], 1{y = k})."""
+    targets = F.one_hot(labels.long(), logits.shape[1]).to(logits.dtype)
+    return F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(1)
+
+
+class OvRLoss(nn.Module):
+    """Plain one-vs-rest loss on raw logits (N, K): per-class BCE vs one-hot, summed over classes, batch mean."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.num_classes = num_classes
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        _check(logits, labels, self.num_classes)
+        return ovr_sample_loss(logits, labels).mean()
+
+
+class MOvRLoss(nn.Module):
+    """m-OvR loss on cosines (N, K) from ``CosineLinear``.
+
+    L = -sum_k [1{y=k} log sigmoid(T s_k) + 1{y!=k} log(1 - sigmoid(T s_k))], s_k = cos(theta_k + m),
+    summed over classes and averaged over the batch. Defaults T = 32, m = 0.5 rad, margin on every
+    class (``margin_on="all"``; the paper leaves open whether only the target gets it: "target").
+    """
+
+    def __init__(self, num_classes: int, temperature: float = 32.0, margin: float = 0.5, margin_on: str = "all") -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if not (temperature > 0 and math.isfinite(temperature)):
+            raise ValueError(f"temperature must be a positive finite number, got {temperature}")
+        if not math.isfinite(margin):
+            raise ValueError(f"margin must be finite, got {margin}")
+        if margin_on not in MARGIN_ON:
+            raise ValueError(f"margin_on must be one of {MARGIN_ON}, got {margin_on!r}")
+        self.num_classes = num_classes
+        self.temperature = float(temperature)
+        self.margin = float(margin)
+        self.margin_on = margin_on
+
+    def forward(self, cosines: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        _check(cosines, labels, self.num_classes)
+        s = margin_logits(cosines, labels, self.margin, self.margin_on)
+        return ovr_sample_loss(self.temperature * s, labels).mean()
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}, temperature={self.temperature}, margin={self.margin}, margin_on={self.margin_on!r}"

@@ -1,0 +1,155 @@
+"""jacobian_norm: exact values against closed forms and torch.autograd.functional.jacobian; the estimator's calibration."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from osrkit.analysis import JacobianNorms, jacobian_norm
+from osrkit.analysis.jacobian import EXACT_IMPLS
+
+
+def _reference(fn, x: torch.Tensor) -> torch.Tensor:
+    """Per-sample Frobenius norms from the full per-sample Jacobian (independent of the code under test)."""
+    out = []
+    for i in range(x.shape[0]):
+        jac = torch.autograd.functional.jacobian(lambda xi: fn(xi.unsqueeze(0))[0], x[i])
+        out.append(jac.pow(2).sum().sqrt())
+    return torch.stack(out)
+
+
+def _mlp() -> nn.Module:
+    torch.manual_seed(1)
+    return nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 16), nn.GELU(), nn.Linear(16, 5)).double().eval()
+
+
+def _cnn() -> nn.Module:
+    torch.manual_seed(2)
+    net = nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(4, 6, 3, stride=2, padding=1),
+        nn.Dropout2d(0.5),
+        nn.Softplus(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+    ).double()
+    # non-trivial running statistics, then eval mode: samples independent, dropout off
+    net.train()
+    with torch.no_grad():
+        net(torch.randn(32, 2, 6, 6, dtype=torch.float64))
+    return net.eval()
+
+
+@pytest.mark.parametrize("impl", EXACT_IMPLS)
+def test_exact_linear_map_is_frobenius_of_weight(impl: str) -> None:
+    torch.manual_seed(0)
+    w = torch.randn(7, 12, dtype=torch.float64)
+    b = torch.randn(7, dtype=torch.float64)
+    x = torch.randn(5, 3, 4, dtype=torch.float64)  # flattened to 12 features inside fn
+    res = jacobian_norm(lambda z: z.flatten(1) @ w.T + b, x, exact_impl=impl)
+    assert isinstance(res, JacobianNorms)
+    assert res.method == "exact" and res.stderr is None and res.probes is None
+    assert res.norms.shape == (5,)
+    expected = float(torch.linalg.matrix_norm(w))  # Frobenius
+    torch.testing.assert_close(res.norms, torch.full((5,), expected, dtype=torch.float64), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("impl", EXACT_IMPLS)
+@pytest.mark.parametrize("chunk_size", [None, 2])
+def test_exact_matches_autograd_jacobian_mlp(impl: str, chunk_size: int | None) -> None:
+    net = _mlp()
+    torch.manual_seed(3)
+    x = torch.randn(5, 6, dtype=torch.float64)
+    got = jacobian_norm(net, x, exact_impl=impl, chunk_size=chunk_size).norms
+    torch.testing.assert_close(got, _reference(net, x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("impl", EXACT_IMPLS)
+def test_exact_matches_autograd_jacobian_cnn(impl: str) -> None:
+    net = _cnn()
+    torch.manual_seed(4)
+    x = torch.randn(4, 2, 6, 6, dtype=torch.float64)
+    got = jacobian_norm(net, x, exact_impl=impl).norms
+    ref = _reference(net, x)
+    assert bool((ref > 0).all())
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_exact_float32_and_no_grad_context() -> None:
+    net = _cnn().float()
+    x = torch.randn(3, 2, 6, 6)
+    with torch.no_grad():
+        got = jacobian_norm(net, x).norms
+    torch.testing.assert_close(got, _reference(net, x), rtol=1e-5, atol=1e-5)
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_exact_output_not_depending_on_x_is_zero() -> None:
+    x = torch.randn(3, 4)
+    for impl in EXACT_IMPLS:
+        res = jacobian_norm(lambda z: torch.ones(z.shape[0], 2), x, exact_impl=impl)
+        assert torch.equal(res.norms, torch.zeros(3))
+
+
+@pytest.mark.parametrize("estimator", ["jvp", "vjp"])
+def test_estimate_within_three_standard_errors(estimator: str) -> None:
+    net = _cnn()
+    torch.manual_seed(5)
+    x = torch.randn(3, 2, 6, 6, dtype=torch.float64)
+    exact = jacobian_norm(net, x).norms
+    gen = torch.Generator().manual_seed(6)
+    est = jacobian_norm(net, x, method="estimate", probes=1000, generator=gen, estimator=estimator)
+    assert est.method == "estimate" and est.probes == 1000
+    assert est.norms.shape == (3,) and est.stderr is not None and est.stderr.shape == (3,)
+    assert bool((est.stderr > 0).all())
+    assert bool(((est.norms - exact).abs() <= 3 * est.stderr).all()), (est.norms, exact, est.stderr)
+    # stderr shrinks like 1/sqrt(k): with 1000 probes the estimate is within a few percent
+    assert bool(((est.norms - exact).abs() / exact < 0.05).all())
+
+
+@pytest.mark.parametrize("estimator", ["jvp", "vjp"])
+def test_estimate_linear_map_and_reproducible(estimator: str) -> None:
+    torch.manual_seed(0)
+    w = torch.randn(4, 9, dtype=torch.float64)
+    x = torch.randn(6, 9, dtype=torch.float64)
+    fn = lambda z: z @ w.T  # noqa: E731
+    a = jacobian_norm(fn, x, method="estimate", probes=4000, generator=torch.Generator().manual_seed(1), estimator=estimator)
+    b = jacobian_norm(fn, x, method="estimate", probes=4000, generator=torch.Generator().manual_seed(1), estimator=estimator)
+    torch.testing.assert_close(a.norms, b.norms, rtol=0, atol=0)
+    wf = float(torch.linalg.matrix_norm(w))
+    assert bool(((a.norms - wf).abs() <= 4 * a.stderr).all())
+    # chunking does not change the estimate's distribution; with one probe stderr is NaN
+    one = jacobian_norm(fn, x, method="estimate", probes=1, chunk_size=4, estimator=estimator)
+    assert one.norms.shape == (6,) and bool(torch.isnan(one.stderr).all())
+
+
+def test_input_validation() -> None:
+    fn = lambda z: z * 2  # noqa: E731
+    x = torch.randn(3, 4)
+    with pytest.raises(ValueError, match="torch.Tensor"):
+        jacobian_norm(fn, [[1.0, 2.0]])
+    with pytest.raises(ValueError, match="batch dim"):
+        jacobian_norm(fn, torch.randn(4))
+    with pytest.raises(ValueError, match="empty"):
+        jacobian_norm(fn, torch.randn(0, 4))
+    with pytest.raises(ValueError, match="floating"):
+        jacobian_norm(fn, torch.ones(3, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="method"):
+        jacobian_norm(fn, x, method="fast")
+    with pytest.raises(ValueError, match="probes"):
+        jacobian_norm(fn, x, method="estimate", probes=0)
+    with pytest.raises(ValueError, match="probes"):
+        jacobian_norm(fn, x, method="estimate", probes=2.5)
+    with pytest.raises(ValueError, match="chunk_size"):
+        jacobian_norm(fn, x, chunk_size=0)
+    with pytest.raises(ValueError, match="exact_impl"):
+        jacobian_norm(fn, x, exact_impl="magic")
+    with pytest.raises(ValueError, match="estimator"):
+        jacobian_norm(fn, x, method="estimate", estimator="magic")
+    with pytest.raises(ValueError, match="lambda"):
+        jacobian_norm(lambda z: (z, z), x)
+    with pytest.raises(ValueError, match="rows"):
+        jacobian_norm(lambda z: z[:1], x, exact_impl="backward")

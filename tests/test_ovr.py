@@ -1,0 +1,165 @@
+"""OvR / m-OvR losses, the cosine head and the OvR unknown scores, against hand-worked values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from osrkit.losses.ovr import MOvRLoss, OvRLoss
+from osrkit.models.heads import CosineLinear
+from osrkit.outputs import Outputs
+from osrkit.scores.base import Scorer, ScoreResult
+from osrkit.scores.ovr import MOvRScore, OvRScore
+
+
+def _log_sig(z: float) -> float:
+    return -math.log1p(math.exp(-z)) if z >= 0 else z - math.log1p(math.exp(z))
+
+
+def _sample_loss(z: list[float], y: int) -> float:
+    """-sum_k [1{y=k} log sigmoid(z_k) + 1{y!=k} log(1 - sigmoid(z_k))], by hand; log(1 - sigmoid(z)) = log sigmoid(-z)."""
+    return -sum(_log_sig(v) if k == y else _log_sig(-v) for k, v in enumerate(z))
+
+
+LOGITS = [[2.0, -1.0, 0.5], [-0.3, 0.1, -2.0]]
+LABELS = [0, 2]
+
+
+def test_ovr_loss_hand_worked() -> None:
+    # sample 0, y=0: softplus(-2) + softplus(-1) + softplus(0.5); sample 1, y=2: softplus(-0.3) + softplus(0.1) + softplus(2)
+    sp = lambda v: math.log1p(math.exp(v))  # noqa: E731
+    expected = ((sp(-2.0) + sp(-1.0) + sp(0.5)) + (sp(-0.3) + sp(0.1) + sp(2.0))) / 2
+    assert abs(expected - sum(_sample_loss(z, y) for z, y in zip(LOGITS, LABELS)) / 2) < 1e-12
+    got = OvRLoss(3)(torch.tensor(LOGITS, dtype=torch.float64), torch.tensor(LABELS))
+    assert got.dim() == 0
+    assert abs(float(got) - expected) < 1e-12
+
+
+COS = [[0.9, -0.2, 0.3], [0.1, 0.7, -0.95]]
+
+
+@pytest.mark.parametrize("margin_on", ["all", "target"])
+def test_movr_loss_hand_worked(margin_on: str) -> None:
+    T, m = 32.0, 0.5
+    expected = 0.0
+    for c, y in zip(COS, LABELS):
+        s = [math.cos(math.acos(v) + m) if (margin_on == "all" or k == y) else v for k, v in enumerate(c)]
+        expected += _sample_loss([T * v for v in s], y)
+    expected /= len(COS)
+    got = MOvRLoss(3, temperature=T, margin=m, margin_on=margin_on)(torch.tensor(COS, dtype=torch.float64), torch.tensor(LABELS))
+    assert abs(float(got) - expected) < 1e-9 * max(1.0, expected)
+
+
+def test_movr_loss_zero_margin_is_scaled_ovr_and_clamps() -> None:
+    c = torch.tensor(COS, dtype=torch.float64)
+    y = torch.tensor(LABELS)
+    torch.testing.assert_close(MOvRLoss(3, temperature=5.0, margin=0.0)(c, y), OvRLoss(3)(5.0 * c, y))
+    # cos = +-1 exactly: arccos is clamped, loss and gradient stay finite
+    edge = torch.tensor([[1.0, -1.0], [-1.0, 1.0]], dtype=torch.float64, requires_grad=True)
+    loss = MOvRLoss(2)(edge, torch.tensor([0, 1]))
+    loss.backward()
+    assert math.isfinite(loss.item()) and bool(torch.isfinite(edge.grad).all())
+    # with the margin, cos(theta + m) <= cos(theta) for theta in [0, pi - m]: the positive term can only grow
+    assert float(MOvRLoss(3, margin=0.5, margin_on="target")(c, y)) > float(MOvRLoss(3, margin=0.0)(c, y))
+
+
+def test_loss_validation() -> None:
+    loss = MOvRLoss(3)
+    c = torch.tensor(COS)
+    with pytest.raises(ValueError, match="classes"):
+        loss(torch.zeros(2, 4), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="labels"):
+        loss(c, torch.tensor([0, 3]))
+    with pytest.raises(ValueError, match="labels"):
+        loss(c, torch.tensor([0, -1]))
+    with pytest.raises(ValueError, match="labels"):
+        loss(c, torch.tensor([0]))
+    with pytest.raises(ValueError, match="integer"):
+        loss(c, torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match="logits"):
+        OvRLoss(3)(torch.zeros(3), torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="margin_on"):
+        MOvRLoss(3, margin_on="nontarget")
+    with pytest.raises(ValueError, match="temperature"):
+        MOvRLoss(3, temperature=0.0)
+    with pytest.raises(ValueError, match="num_classes"):
+        OvRLoss(0)
+
+
+def test_cosine_linear() -> None:
+    torch.manual_seed(0)
+    head = CosineLinear(4, 3)
+    f = torch.randn(5, 4, dtype=torch.float32)
+    out = head(f)
+    assert out.shape == (5, 3)
+    w = head.weight.detach()
+    for n in range(5):
+        for k in range(3):
+            ref = float(f[n] @ w[k]) / (float(f[n].norm()) * float(w[k].norm()))
+            assert abs(out[n, k].item() - ref) < 1e-6
+    # invariant to the scale of features and prototypes
+    out.sum().backward()
+    assert head.weight.grad is not None and head.weight.grad.shape == (3, 4)
+    torch.testing.assert_close(head(3.7 * f), out)
+    with torch.no_grad():
+        head.weight.mul_(5.0)
+        torch.testing.assert_close(head(f), out.detach())
+    with pytest.raises(ValueError):
+        head(torch.randn(5, 3))
+
+
+def test_movr_score_default_is_loss_at_prediction_without_margin() -> None:
+    scorer = MOvRScore()
+    assert isinstance(scorer, Scorer)
+    out = Outputs(logits=torch.tensor(COS, dtype=torch.float64))
+    assert scorer.fit(out) is scorer
+    res = scorer.score(out)
+    assert isinstance(res, ScoreResult)
+    T = 32.0
+    # sample 0: prediction 0 (0.9); sample 1: prediction 1 (0.7)
+    expected = [_sample_loss([T * v for v in COS[0]], 0), _sample_loss([T * v for v in COS[1]], 1)]
+    assert res.predictions.tolist() == [0, 1]
+    for got, exp in zip(res.unknown_scores.tolist(), expected):
+        assert abs(got - exp) < 1e-5 * max(1.0, exp)
+
+
+def test_ovr_scores_hand_worked_and_ordering() -> None:
+    out = Outputs(logits=torch.tensor(LOGITS))
+    res = OvRScore().score(out)
+    assert res.predictions.tolist() == [0, 1]
+    expected = [_sample_loss(LOGITS[0], 0), _sample_loss(LOGITS[1], 1)]
+    for got, exp in zip(res.unknown_scores.tolist(), expected):
+        assert abs(got - exp) < 1e-5
+    ms = OvRScore(kind="max_sigmoid").score(out)
+    assert ms.predictions.tolist() == [0, 1]
+    exp_ms = [-1 / (1 + math.exp(-2.0)), -1 / (1 + math.exp(-0.1))]
+    for got, exp in zip(ms.unknown_scores.tolist(), exp_ms):
+        assert abs(got - exp) < 1e-6
+    # a confident known sample scores lower (less unknown) than an ambiguous one, for both kinds
+    confident = [0.95, -0.9, -0.8]
+    ambiguous = [0.2, 0.15, 0.1]
+    both = Outputs(logits=torch.tensor([confident, ambiguous]))
+    for kind in ("loss", "max_sigmoid"):
+        s = MOvRScore(kind=kind).score(both).unknown_scores
+        assert float(s[0]) < float(s[1])
+    t_ms = MOvRScore(kind="max_sigmoid", temperature=2.0).score(both).unknown_scores
+    assert abs(float(t_ms[1]) + 1 / (1 + math.exp(-0.4))) < 1e-6
+
+
+def test_score_state_dict_round_trip_and_validation() -> None:
+    s = MOvRScore(kind="max_sigmoid", temperature=16.0)
+    state = s.state_dict()
+    assert state == {"kind": "max_sigmoid", "temperature": 16.0}
+    t = MOvRScore().load_state_dict(state)
+    assert t.kind == "max_sigmoid" and t.temperature == 16.0
+    assert OvRScore().state_dict() == {"kind": "loss", "temperature": 1.0}
+    with pytest.raises(ValueError, match="kind"):
+        OvRScore(kind="energy")
+    with pytest.raises(ValueError, match="kind"):
+        OvRScore().load_state_dict({"kind": "energy"})
+    with pytest.raises(ValueError, match="temperature"):
+        MOvRScore(temperature=-1.0)
+    with pytest.raises(ValueError, match="logits"):
+        OvRScore().score(Outputs(logits=torch.zeros(4)))
