@@ -1,0 +1,1 @@
+"""Training loop, checkpoints, prediction and the train → fit scorer → evaluate pipeline."""
