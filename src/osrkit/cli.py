@@ -208,7 +208,7 @@ def cmd_run(args) -> int:
     summary = summarize(rows)
     t = Table(title=f"{args.task} ({args.family} splits {','.join(map(str, splits))}): mean ± std")
     for c in ("method", "splits", "AUROC", "OSCR", "accuracy", "time (s)"):
-        t.add_column(c)
+        t.add_column(c, no_wrap=True)
     for s in summary:
         t.add_row(s["method"], str(s["n"]), *[f"{s[m]['mean']:.4f} ± {s[m]['std']:.4f}" for m in TABLE_METRICS],
                   f"{s['seconds']:.0f}")
