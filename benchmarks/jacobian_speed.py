@@ -14,10 +14,16 @@ Run: .venv/bin/python benchmarks/jacobian_speed.py  (writes benchmarks/results/j
 
 from __future__ import annotations
 
+import os
+
+# Shared 2-core machine: spinning OpenMP threads waiting at barriers for a preempted sibling burn
+# whole time slices and make many-small-op variants (the loop) erratically slow; yield instead.
+# Must be set before torch loads its OpenMP runtime; an explicit setting in the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import datetime as _dt
 import json
-import os
 import platform
 import statistics
 import sys
@@ -178,6 +184,7 @@ def main() -> None:
             "python": platform.python_version(),
             "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
+            "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
             "loadavg_before": load_before,
             "loadavg_after": os.getloadavg(),
         },

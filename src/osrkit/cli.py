@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -141,7 +142,7 @@ def cmd_train(args) -> int:
     cfg = build_config(args, args.method, args.task)
     task = _make_task(args, args.split, seed=cfg.seed)
     console.print(task.summary())
-    out = args.out or f"runs/{args.method}-{task.name.replace('/', '-')}-seed{cfg.seed}.pt"
+    out = args.out or f"runs/{checkpoint_name(args.method, task.name, cfg)}"
     trained = fit_method(args.method, task, cfg, checkpoint=out, resume=args.resume, device=args.device,
                          progress=not args.no_progress)
     res = evaluate(trained, task, device=args.device)
@@ -162,6 +163,13 @@ def cmd_eval(args) -> int:
         _write_json(args.json, res)
     print(json.dumps(res, indent=2, default=float))
     return 0
+
+
+def checkpoint_name(method: str, task_name: str, cfg: TrainConfig) -> str:
+    """A checkpoint file name unique to method, task and the full config (so changed flags start afresh)."""
+    from osrkit.results.store import config_hash
+
+    return f"{method}-{task_name.replace('/', '-')}-seed{cfg.seed}-{config_hash(cfg.to_dict())}.pt"
 
 
 def summarize(rows: list[dict], metrics: Sequence[str] = TABLE_METRICS) -> list[dict]:
@@ -198,7 +206,7 @@ def cmd_run(args) -> int:
         for split in splits:
             t0 = time.perf_counter()
             task = _make_task(args, split, seed=cfg.seed)
-            ckpt = Path(args.out_dir) / f"{method}-{task.name.replace('/', '-')}-seed{cfg.seed}.pt" if args.out_dir else None
+            ckpt = Path(args.out_dir) / checkpoint_name(method, task.name, cfg) if args.out_dir else None
             console.print(f"[bold]{method}[/bold] on {task.summary()}")
             trained = fit_method(method, task, cfg, checkpoint=ckpt, resume=ckpt is not None, device=args.device,
                                  progress=not args.no_progress)
@@ -254,8 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run)
 
     from osrkit.importers.cac import add_import_cac_parser
+    from osrkit.results.cli import add_bench_parser, add_table_parser
 
     add_import_cac_parser(sub)
+    add_bench_parser(sub)
+    add_table_parser(sub)
     return p
 
 
@@ -266,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(["run", *(argv or [])])
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
+    except (ValueError, FileNotFoundError, RuntimeError, sqlite3.Error) as e:
         console.print(f"[red]error:[/red] {e}")
         return 2
 

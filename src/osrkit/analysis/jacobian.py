@@ -17,6 +17,8 @@ Jacobian norms and unknowns higher ones. Two ways to get it:
   (reverse mode, vector-Jacobian products; ``estimator="vjp"``). The norm estimate is
   sqrt(mean of the k squared-norm samples) (the squared norm is unbiased, its root slightly biased
   low by Jensen); its standard error comes from the sample variance by the delta method.
+  Both share one primal forward pass among the k probes (jvp: vmap over the tangents; vjp: k
+  backward passes through one graph).
 
 ``fn`` must treat samples independently: put the model in eval mode first (BatchNorm in train mode
 mixes the samples of a batch, and Dropout makes f random). This module never changes the mode.
@@ -118,27 +120,35 @@ def _exact_vmap(fn: Callable, x: torch.Tensor) -> torch.Tensor:
 def _probe_samples(
     fn: Callable, x: torch.Tensor, probes: int, generator: torch.Generator | None, estimator: str
 ) -> torch.Tensor:
-    """(probes, n) unbiased samples of ||J_i||_F^2, all probes in one batched pass."""
+    """(probes, n) unbiased samples of ||J_i||_F^2; the primal forward pass is shared by all probes."""
     n = x.shape[0]
-    xk = x.detach().repeat(probes, *([1] * (x.dim() - 1)))  # probe-major: row j*n + i
     if estimator == "jvp":
-        from torch.func import jvp
+        from torch.func import jvp, vmap
 
-        v = torch.randn(xk.shape, generator=generator, dtype=x.dtype, device=x.device)
-        _, jv = jvp(lambda inp: _as_2d(fn(inp), inp.shape[0]), (xk,), (v,))
+        v = torch.randn((probes, *x.shape), generator=generator, dtype=x.dtype, device=x.device)
+        x0 = x.detach()
+
+        def one(t: torch.Tensor) -> torch.Tensor:
+            return jvp(lambda inp: _as_2d(fn(inp), n), (x0,), (t,))[1]
+
+        # vmap over the tangents: the primal is computed once, the k tangents as one batch
+        jv = vmap(one)(v)  # (k, n, d_z)
         return jv.reshape(probes, n, -1).pow(2).sum(2)
-    # vjp: u uniform on the unit sphere of R^{d_z}, d_z * ||u^T J||^2
-    xr = xk.requires_grad_(True)
-    out = _as_2d(fn(xr), xr.shape[0])
+    # vjp: one forward pass, then one backward pass per probe with u uniform on the unit sphere of
+    # R^{d_z}; d_z * ||u^T J||^2 is unbiased for ||J||_F^2
+    xr = x.detach().requires_grad_(True)
+    out = _as_2d(fn(xr), n)
     d_z = out.shape[1]
-    u = torch.randn(out.shape, generator=generator, dtype=out.dtype, device=out.device)
-    u = u / u.norm(dim=1, keepdim=True).clamp_min(torch.finfo(u.dtype).tiny)
-    if not out.requires_grad:
-        return torch.zeros(probes, n, dtype=x.dtype, device=x.device)
-    (g,) = torch.autograd.grad(out, xr, grad_outputs=u, allow_unused=True)
-    if g is None:
-        return torch.zeros(probes, n, dtype=x.dtype, device=x.device)
-    return d_z * g.reshape(probes, n, -1).pow(2).sum(2)
+    samples = torch.zeros(probes, n, dtype=x.dtype, device=x.device)
+    for j in range(probes):
+        u = torch.randn(out.shape, generator=generator, dtype=out.dtype, device=out.device)
+        u = u / u.norm(dim=1, keepdim=True).clamp_min(torch.finfo(u.dtype).tiny)
+        if not out.requires_grad:
+            continue  # f does not depend on x
+        (g,) = torch.autograd.grad(out, xr, grad_outputs=u, retain_graph=j < probes - 1, allow_unused=True)
+        if g is not None:
+            samples[j] = d_z * g.reshape(n, -1).pow(2).sum(1)
+    return samples
 
 
 def jacobian_norm(
@@ -158,7 +168,7 @@ def jacobian_norm(
     a tuple/NamedTuple, pass e.g. ``lambda x: model(x).embedding``.
     method: "exact" or "estimate" (k = ``probes`` random projections, see ``estimator``).
     generator: torch.Generator for the probes (reproducibility). chunk_size: at most this many
-    samples per pass (bounds memory; the estimate handles chunk_size * probes rows per pass);
+    samples per pass (bounds memory; the jvp estimate carries chunk_size * probes tangents at once);
     None = the whole batch, except exact_impl "batched_grad"/"vmap", which then use chunks of
     about 2048 / d_z samples.
     Gradients are enabled internally, so this works under ``torch.no_grad()``; no .grad is touched.

@@ -140,7 +140,8 @@ def with_scorer(trained: Trained, method: str, task: OpenSetTask, device: str = 
     m = get_method(method)
     cfg = TrainConfig.from_dict(trained.meta["osrkit_config"])
     scorer = m.make_scorer(task.num_classes, m.resolved_params({k: v for k, v in cfg.method_params.items() if k in m.params}))
-    scorer.fit(predict(trained.model, task.train_x, task.mean, task.std, labels=task.train_y, device=device))
+    scorer.fit(predict(trained.model, task.train_x, task.mean, task.std, labels=task.train_y, device=device,
+                       batch_size=cfg.eval_batch_size))
     meta = {**trained.meta, "method": method}
     meta["threshold"] = _val_threshold(trained.model, scorer, task, device, cfg.eval_batch_size)
     return Trained(trained.model, scorer, meta, trained.history)

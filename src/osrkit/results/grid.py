@@ -344,7 +344,7 @@ def run_one(spec: RunSpec, task, device: str, checkpoint: Path | None, progress:
         trained_from, base = shared
         progress.start(spec, spec.epochs)
         trained = with_scorer(base, spec.method, task, device=device)
-        extra["shared_training_with"] = trained_from
+        extra.update(shared_training_with=trained_from, checkpoint=None)
     else:
         done = _done_epochs(checkpoint) if checkpoint else 0
         extra["resumed_from_epoch"] = done

@@ -226,7 +226,7 @@ def _prov(p: Mapping[str, Any]) -> str:
 # -- LaTeX ------------------------------------------------------------------------------------------------
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                  "±": r"$\pm$", "—": "--", "–": "--", "`": ""}
+                  "±": r"$\pm$", "—": "--", "–": "--", "`": "", '"': "''"}
 
 
 def latex_escape(s: str) -> str:
@@ -244,7 +244,7 @@ def to_latex(groups: Sequence[Group], metrics: Sequence[str] = DEFAULT_METRICS,
     for g in groups:
         cells = [latex_escape(c) for c in (g.method, g.task, g.family, _schedule(g), str(g.runs))]
         cells += [fmt_stat(g.stats[m], pm=r" $\pm$ ").replace("—", "--") for m in metrics]
-        cells += [_published_cell(g.published[m], notes, lambda i: f"$^{{{i}}}$") for m in pub]
+        cells += [_published_cell(g.published[m], notes, lambda i: f"$^{{{i}}}$").replace("—", "--") for m in pub]
         body.append(" & ".join(cells) + r" \\")
     lines = [r"\begin{table}[t]", r"\centering", r"\small",
              r"\begin{tabular}{" + "llllr" + "l" * (len(metrics) + len(pub)) + "}", r"\toprule",

@@ -1,0 +1,385 @@
+"""Results store, benchmark grid, paper tables: round trip, skip-on-rerun, resume after SIGKILL,
+concurrent writers, device plumbing, early validation, and table export with published numbers."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import osrkit
+from osrkit.engine import pipeline
+from osrkit.results import tables
+from osrkit.results.cli import add_bench_parser, add_table_parser
+from osrkit.results.grid import checkpoint_name, load_grid_file, plan_grid, run_grid
+from osrkit.results.store import ResultsStore, RunRecord, config_hash, git_commit, run_key
+
+SRC = str(Path(osrkit.__file__).resolve().parents[1])
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models train far faster on one thread on a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Count fit_method / evaluate calls and record the device each got."""
+    log = {"fit": [], "evaluate": []}
+    real_fit, real_eval = pipeline.fit_method, pipeline.evaluate
+
+    def fit(*a, **kw):
+        log["fit"].append(kw.get("device"))
+        return real_fit(*a, **kw)
+
+    def evaluate(*a, **kw):
+        log["evaluate"].append(kw.get("device"))
+        return real_eval(*a, **kw)
+
+    monkeypatch.setattr(pipeline, "fit_method", fit)
+    monkeypatch.setattr(pipeline, "evaluate", evaluate)
+    return log
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers()
+    add_bench_parser(sub)
+    add_table_parser(sub)
+    return p
+
+
+def _record(method="softmax", task="mnist", split=0, seed=0, auroc=0.9, **kw) -> RunRecord:
+    cfg = {"model": "vgg32", "epochs": 3, "seed": seed}
+    return RunRecord(method=method, task=task, family="neal", split=split, seed=seed, config=cfg,
+                     metrics={"auroc": auroc, "oscr": auroc - 0.1, "accuracy": 0.99, "f1_rule": "text"}, **kw)
+
+
+# -- store ------------------------------------------------------------------------------------------------
+def test_store_round_trip(tmp_path):
+    store = ResultsStore(tmp_path / "r.db")
+    rec = _record(wall_seconds=1.5, train_images_per_second=1000.0, device="cpu",
+                  history=[{"epoch": 0, "val_loss": float("nan")}], extra={"note": 1})
+    assert not store.has(rec.key)
+    assert store.add(rec) is True
+    assert store.add(_record()) is False  # same key: nothing written
+    assert store.has(rec.key) and store.count() == 1
+    (row,) = store.rows()
+    assert row["key"] == rec.key == run_key("softmax", "mnist", "neal", 0, 0, rec.config)
+    assert row["config"] == rec.config and row["metrics"] == rec.metrics
+    assert row["history"] == [{"epoch": 0, "val_loss": None}]  # NaN stored as null
+    assert (row["wall_seconds"], row["train_images_per_second"], row["device"]) == (1.5, 1000.0, "cpu")
+    assert row["osrkit_version"] == osrkit.__version__ and row["git_commit"] == git_commit()
+    assert row["created_at"] and row["extra"] == {"note": 1}
+    store.add(_record(method="mls", split=1))
+    assert [r["method"] for r in store.rows(method="mls")] == ["mls"]
+    assert len(store.rows(method=["mls", "softmax"], split=[0, 1])) == 2
+    with pytest.raises(ValueError, match="cannot filter"):
+        store.rows(bogus=1)
+    with sqlite3.connect(tmp_path / "r.db") as con:
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_run_key_depends_on_every_part():
+    cfg = {"epochs": 3, "lr": 0.1}
+    base = run_key("softmax", "mnist", "neal", 0, 0, cfg)
+    assert base == f"softmax|mnist|neal|0|0|{config_hash(cfg)}"
+    assert config_hash({"lr": 0.1, "epochs": 3}) == config_hash(cfg)  # key order does not matter
+    others = [run_key("mls", "mnist", "neal", 0, 0, cfg), run_key("softmax", "svhn", "neal", 0, 0, cfg),
+              run_key("softmax", "mnist", "arpl", 0, 0, cfg), run_key("softmax", "mnist", "neal", 1, 0, cfg),
+              run_key("softmax", "mnist", "neal", 0, 1, cfg), run_key("softmax", "mnist", "neal", 0, 0, {**cfg, "epochs": 4})]
+    assert len({base, *others}) == 7
+
+
+def test_claims(tmp_path):
+    a, b = ResultsStore(tmp_path / "r.db"), ResultsStore(tmp_path / "r.db")
+    assert a.claim("k") and a.claim("k")  # re-claiming one's own key is fine
+    assert not b.claim("k")  # live claim of another owner
+    a.release("k")
+    assert b.claim("k")
+    with sqlite3.connect(tmp_path / "r.db") as con:  # an owner that has exited: its claim is stale
+        con.execute("UPDATE claims SET pid = ?, owner = 'gone' WHERE key = 'k'", (_dead_pid(),))
+    assert a.claim("k")
+    assert not b.claim("k", stale_after=3600)
+    assert b.claim("k", stale_after=-1)  # silent longer than stale_after
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+WRITER = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {src!r})
+    from osrkit.results.store import ResultsStore, RunRecord
+    db, who, lo, hi, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+    store = ResultsStore(db, busy_timeout=30)
+    while not __import__("os").path.exists(go):
+        time.sleep(0.005)
+    n = 0
+    for i in range(lo, hi):
+        rec = RunRecord(method="softmax", task="digits", family="neal", split=i, seed=0, config={{"epochs": 1}},
+                        metrics={{"auroc": i / 100, "writer": who}})
+        n += store.add(rec)
+    print(n)
+""")
+
+
+def test_two_concurrent_writers_lose_and_duplicate_nothing(tmp_path):
+    db, go = tmp_path / "r.db", tmp_path / "go"
+    ResultsStore(db)
+    script = WRITER.format(src=SRC)
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(db), who, str(lo), str(hi), str(go)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for who, lo, hi in (("a", 0, 60), ("b", 30, 90))]
+    time.sleep(0.3)
+    go.touch()
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
+    inserted = [int(o[0]) for o in outs]
+    rows = ResultsStore(db).rows()
+    assert sum(inserted) == len(rows) == 90  # every insert attempt of an overlap key succeeded exactly once
+    assert sorted(r["split"] for r in rows) == list(range(90))
+    assert len({r["key"] for r in rows}) == 90
+    assert all(r["metrics"]["auroc"] == r["split"] / 100 for r in rows)
+
+
+# -- grid -----------------------------------------------------------------------------------------------
+def test_rerun_skips_stored_runs_and_shares_training(tmp_path, calls):
+    from rich.console import Console
+
+    buf = io.StringIO()
+    kw = dict(methods=["softmax", "mls"], tasks=["digits"], splits=[0, 1], seeds=[0], epochs=1,
+              db=tmp_path / "r.db", checkpoint_dir=tmp_path / "ck")
+    first = run_grid(**kw, progress=True, console=Console(file=buf, width=120))
+    assert len(first.trained) == 4 and not first.skipped
+    assert len(calls["fit"]) == 2  # softmax and mls train the identical network: trained once per split
+    assert len(calls["evaluate"]) == 4
+    assert "4/4 runs" in buf.getvalue() and "AUROC" in buf.getvalue()
+    rows = ResultsStore(tmp_path / "r.db").rows()
+    assert len(rows) == 4 and {r["method"] for r in rows} == {"softmax", "mls"}
+    mls0 = next(r for r in rows if r["method"] == "mls" and r["split"] == 0)
+    assert mls0["extra"]["shared_training_with"].startswith("softmax|digits|neal|0|0|")
+    assert all(r["train_images_per_second"] > 0 and r["wall_seconds"] > 0 for r in rows)
+
+    second = run_grid(**kw, progress=False)
+    assert len(second.skipped) == 4 and not second.trained
+    assert len(calls["fit"]) == 2 and len(calls["evaluate"]) == 4  # nothing trained or evaluated again
+    assert ResultsStore(tmp_path / "r.db").count() == 4
+
+    third = run_grid(**{**kw, "splits": [0], "epochs": 2}, progress=False, share_training=False)
+    assert len(third.trained) == 2 and len(calls["fit"]) == 4  # another config is another key
+
+
+def test_device_string_reaches_training_evaluation_and_row(tmp_path, calls):
+    run_grid(["softmax"], ["digits"], [0], [0], epochs=1, db=tmp_path / "r.db", device="cpu:0",
+             checkpoint_dir=tmp_path / "ck", progress=False)
+    assert calls["fit"] == ["cpu:0"] and calls["evaluate"] == ["cpu:0"]
+    (row,) = ResultsStore(tmp_path / "r.db").rows()
+    assert row["device"] == "cpu:0"
+    assert row["extra"]["machine"]["threads"] == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
+def test_cuda_without_gpu_is_a_clear_error_before_training(tmp_path, calls):
+    p = _parser()
+    args = p.parse_args(["bench", "--methods", "softmax", "--tasks", "digits", "--device", "cuda",
+                         "--db", str(tmp_path / "r.db")])
+    with pytest.raises(ValueError, match="no CUDA device is available"):
+        args.func(args)
+    assert calls["fit"] == [] and not (tmp_path / "r.db").exists()
+
+
+@pytest.mark.parametrize("kw, msg", [
+    ({"methods": ["softmax", "nope"]}, "unknown method.*nope.*available"),
+    ({"tasks": ["digits", "imagenet"]}, "unknown or unsupported task.*imagenet"),
+    ({"splits": [0, 7]}, r"split index.*\[7\].*0\.\.4"),
+    ({"family": "bogus"}, "unknown split family"),
+    ({"epochs": 0}, "epochs must be >= 1"),
+    ({"config": {"lrr": 0.1}}, "unknown config fields"),
+])
+def test_bad_grid_fails_before_any_training(tmp_path, calls, kw, msg):
+    args = {"methods": ["softmax"], "tasks": ["digits"], "splits": [0], "seeds": [0], "epochs": 1, **kw}
+    with pytest.raises(ValueError, match=msg):
+        run_grid(**args, db=tmp_path / "r.db", progress=False)
+    assert calls["fit"] == []
+
+
+def test_missing_data_fails_before_any_training(tmp_path, calls):
+    with pytest.raises(FileNotFoundError, match="svhn"):
+        run_grid(["softmax"], ["digits", "svhn"], [0], [0], epochs=1, db=tmp_path / "r.db",
+                 data_root=tmp_path / "empty", progress=False)
+    assert calls["fit"] == []
+
+
+def test_grid_file_and_flags(tmp_path, calls):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(textwrap.dedent(f"""
+        methods: [softmax]
+        tasks: digits
+        splits: [0, 1]
+        seeds: 0
+        epochs: 1
+        db: {tmp_path / 'r.db'}
+        checkpoint-dir: {tmp_path / 'ck'}
+        config: {{batch_size: 128}}
+    """))
+    assert load_grid_file(grid)["checkpoint_dir"] == str(tmp_path / "ck")
+    args = _parser().parse_args(["bench", "--config", str(grid), "--splits", "1", "--no-progress", "--threads", "1"])
+    assert args.func(args) == 0
+    (row,) = ResultsStore(tmp_path / "r.db").rows()
+    assert row["split"] == 1 and row["config"]["batch_size"] == 128 and row["config"]["epochs"] == 1
+    assert list((tmp_path / "ck").glob("*.pt"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("methods: [softmax]\nmodels: [x]\n")
+    with pytest.raises(ValueError, match="unknown keys.*models"):
+        load_grid_file(bad)
+
+
+KILLED = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {src!r})
+    import torch
+    torch.set_num_threads(1)
+    from osrkit.results.grid import run_grid
+    run_grid(["softmax"], ["digits"], [0], [0], epochs={epochs}, db={db!r}, checkpoint_dir={ck!r}, progress=False,
+             on_epoch=lambda epoch, rec: time.sleep(30))  # holds after each epoch's checkpoint until killed
+""")
+
+
+def test_resume_after_killed_run(tmp_path, calls):
+    epochs, db, ck = 4, str(tmp_path / "r.db"), tmp_path / "ck"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED.format(src=SRC, epochs=epochs, db=db, ck=str(ck))],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 90
+        while not list(ck.glob("*.pt")):
+            assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+            assert time.monotonic() < deadline, "no checkpoint after 90 s"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    (ckpt,) = ck.glob("*.pt")
+    assert ResultsStore(db).count() == 0  # the killed run stored nothing (only its claim)
+    assert torch.load(ckpt, weights_only=True)["train_state"]["epoch"] == 0
+
+    epochs_here = []
+    res = run_grid(["softmax"], ["digits"], [0], [0], epochs=epochs, db=db, checkpoint_dir=ck, progress=False,
+                   on_epoch=lambda e, rec: epochs_here.append(e))
+    assert len(res.trained) == 1 and calls["fit"] == ["cpu"]
+    (row,) = ResultsStore(db).rows()
+    assert row["extra"]["resumed_from_epoch"] == 1 and epochs_here == list(range(1, epochs))
+    assert [h["epoch"] for h in row["history"]] == list(range(epochs))  # the history covers every epoch
+    assert ckpt.name == checkpoint_name(plan_grid(["softmax"], ["digits"], [0], [0], epochs=epochs)[0])
+
+    fresh = run_grid(["softmax"], ["digits"], [0], [0], epochs=epochs, db=tmp_path / "fresh.db",
+                     checkpoint_dir=tmp_path / "ck2", progress=False)
+    assert fresh.trained == res.trained  # same key
+    (ref,) = ResultsStore(tmp_path / "fresh.db").rows()
+    assert row["metrics"]["auroc"] == pytest.approx(ref["metrics"]["auroc"], abs=1e-12)  # resume is exact on CPU
+
+
+# -- tables ---------------------------------------------------------------------------------------------
+def _table_db(tmp_path) -> tuple[Path, dict]:
+    store = ResultsStore(tmp_path / "r.db")
+    vals = {("softmax", "mnist"): [0.91, 0.95, 0.97], ("mls", "mnist"): [0.93, 0.96], ("cac", "digits"): [0.8]}
+    for (m, t), aurocs in vals.items():
+        for s, a in enumerate(aurocs):
+            store.add(_record(method=m, task=t, split=s, auroc=a))
+    return tmp_path / "r.db", vals
+
+
+def _ms(v: list[float]) -> tuple[float, float | None]:
+    a = np.array(v)
+    return float(a.mean()), (float(a.std(ddof=1)) if len(a) > 1 else None)
+
+
+def test_published_json_matches_spec_rows():
+    pub = tables.load_published()
+    (sm,) = [r for r in pub if r["protocol"] == "class-split" and r["task"] == "mnist" and r["osrkit_method"] == "softmax"]
+    assert (sm["value"], sm["provenance"], sm["split_family"]) == (0.978, "recalled", "neal-own")
+    assert len([r for r in pub if r["protocol"] == "class-split"]) == 36
+    assert len([r for r in pub if r["protocol"] == "crosr-a"]) == 18
+    assert len([r for r in pub if r["protocol"] == "crosr-b"]) == 24
+    for r in pub:
+        assert {"method", "metric", "task", "value", "source", "split_family", "provenance"} <= set(r)
+        assert r["metric"] in ("auroc", "macro-f1") and 0 < r["value"] < 1
+    tin = next(r for r in pub if r["task"] == "tinyimagenet" and r["osrkit_method"] == "openmax")
+    assert tin["provenance"] == "recalled" and tin["value"] == 0.576
+
+
+def test_table_export_markdown_csv_latex(tmp_path):
+    db, vals = _table_db(tmp_path)
+    rows = ResultsStore(db).rows()
+    pub = tables.published_for("softmax", "mnist", "auroc")[0]
+    assert pub["value"] == 0.978
+
+    md = tables.render(rows, "markdown")
+    for (m, t), v in vals.items():
+        mean, std = _ms(v)
+        cell = f"{mean:.4f} ± {std:.4f}" if std is not None else f"{mean:.4f}"
+        line = next(l for l in md.splitlines() if l.startswith(f"| {m} | {t} |"))
+        assert cell in line, (cell, line)
+        assert f"| {len(v)} |" in line
+    sm_line = next(l for l in md.splitlines() if l.startswith("| softmax | mnist |"))
+    assert "0.978 [1]" in sm_line
+    note = next(l for l in md.splitlines() if l.startswith("[1]"))
+    assert pub["source"] in note and "split family neal-own" in note and "provenance recalled" in note
+    mls_line = next(l for l in md.splitlines() if l.startswith("| mls | mnist |"))
+    assert "0.993 [2]" in mls_line and "split family arpl" in md
+
+    parsed = list(csv.DictReader(io.StringIO(tables.render(rows, "csv"))))
+    for (m, t), v in vals.items():
+        r = next(r for r in parsed if r["method"] == m and r["task"] == t)
+        mean, std = _ms(v)
+        assert float(r["auroc_mean"]) == pytest.approx(mean, abs=1e-12)
+        assert (r["auroc_std"] == "") if std is None else float(r["auroc_std"]) == pytest.approx(std, abs=1e-12)
+        assert int(r["runs"]) == len(v)
+    sm = next(r for r in parsed if r["method"] == "softmax")
+    assert float(sm["published_auroc"]) == 0.978 and sm["published_auroc_split_family"] == "neal-own"
+    assert sm["published_auroc_source"] == pub["source"] and sm["published_auroc_provenance"].startswith("recalled")
+    assert next(r for r in parsed if r["method"] == "cac")["published_auroc"] == ""  # no published digits numbers
+
+    tex = tables.render(rows, "latex")
+    mean, std = _ms(vals[("softmax", "mnist")])
+    assert f"{mean:.4f} $\\pm$ {std:.4f}" in tex and "0.978$^{1}$" in tex
+    assert r"\begin{tabular}" in tex and r"\bottomrule" in tex and "neal-own" in tex
+    assert "±" not in tex and "—" not in tex
+
+
+def test_table_cli(tmp_path):
+    db, vals = _table_db(tmp_path)
+    p = _parser()
+    out = tmp_path / "t.csv"
+    args = p.parse_args(["table", "--db", str(db), "--format", "csv", "--out", str(out), "--metrics", "auroc,oscr",
+                         "--methods", "softmax"])
+    assert args.func(args) == 0
+    (r,) = list(csv.DictReader(out.open()))
+    mean, _ = _ms([v - 0.1 for v in vals[("softmax", "mnist")]])
+    assert float(r["oscr_mean"]) == pytest.approx(mean) and "accuracy_mean" not in r
+    with pytest.raises(ValueError, match="not in the stored rows"):
+        args = p.parse_args(["table", "--db", str(db), "--metrics", "auroc,nope"])
+        args.func(args)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        args = p.parse_args(["table", "--db", str(tmp_path / "none.db")])
+        args.func(args)
+    assert not (tmp_path / "none.db").exists()
