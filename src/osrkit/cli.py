@@ -54,6 +54,9 @@ def _add_task_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", help="data folder (default $OSRKIT_DATA, else ~/.cache/osrkit)")
     p.add_argument("--download", action="store_true", help="download the data set where torchvision can")
     p.add_argument("--val-fraction", type=float, default=0.2, help="held-out share of known training data")
+    p.add_argument("--outlier", help="outlier-set protocol (CROSR): all classes known, this set unknown "
+                                     "(omniglot, mnist-noise, noise, imagenet-crop, imagenet-resize, lsun-crop, lsun-resize)")
+    p.add_argument("--outlier-root", help="folder of the outlier set (default: the data root; LSUN: its image folder)")
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
@@ -97,9 +100,10 @@ def build_config(args: argparse.Namespace, method: str, dataset: str) -> TrainCo
 
 def _make_task(args, split: int | None, seed: int = 0):
     known = _csv(args.known)
-    return make_task(args.task, split=split if known is None else None, family=args.family, known=known,
+    explicit = known is not None or args.outlier is not None
+    return make_task(args.task, split=None if explicit else split, family=args.family, known=known,
                      unknown=_csv(args.unknown), data_root=args.data_root, download=args.download,
-                     val_fraction=args.val_fraction, seed=seed)
+                     val_fraction=args.val_fraction, seed=seed, outlier=args.outlier, outlier_root=args.outlier_root)
 
 
 def _setup(args) -> None:
@@ -199,7 +203,10 @@ def cmd_run(args) -> int:
 
     _setup(args)
     methods = _csv(args.method) or ["softmax"]
-    splits = _int_list(args.splits, "--splits") if args.splits else list(range(num_splits(args.family, args.task)))
+    if args.known or args.outlier:
+        splits = [0]  # one explicit task, no split lists
+    else:
+        splits = _int_list(args.splits, "--splits") if args.splits else list(range(num_splits(args.family, args.task)))
     rows = []
     for method in methods:
         cfg = build_config(args, method, args.task)
@@ -220,7 +227,7 @@ def cmd_run(args) -> int:
     for s in summary:
         t.add_row(s["method"], str(s["n"]), *[f"{s[m]['mean']:.4f} ± {s[m]['std']:.4f}" for m in TABLE_METRICS],
                   f"{s['seconds']:.0f}")
-    Console().print(t)
+    Console(width=max(Console().width, 110)).print(t)
     if args.json:
         _write_json(args.json, {"task": args.task, "family": args.family, "rows": rows, "summary": summary})
     if args.markdown:

@@ -104,6 +104,20 @@ def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
     return x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).clamp_min(1e-6).tolist()
 
 
+def _outliers(name: str, root, channels: int) -> torch.Tensor:
+    """An outlier set as uint8 (N, channels, H, W): grey sets repeated to RGB, RGB sets averaged to grey."""
+    from osrkit.data.outliers import OUTLIER_SETS, load_outliers
+
+    if name not in OUTLIER_SETS:
+        raise ValueError(f"unknown outlier set {name!r}; available: {', '.join(sorted(OUTLIER_SETS))}")
+    x = load_outliers(name, root)
+    if x.shape[1] == channels:
+        return x
+    if channels == 3:
+        return x.repeat(1, 3, 1, 1)
+    return x.float().mean(1, keepdim=True).round().to(torch.uint8)
+
+
 def _empty_like(ds: ImageSet) -> ImageSet:
     """A stand-in training set with no images (for test-only tasks)."""
     empty = object.__new__(type(ds))
@@ -125,6 +139,8 @@ def make_task(
     normalization: tuple[list[float], list[float]] | None = None,
     train_indices: Sequence[int] | None = None,
     test_only: bool = False,
+    outlier: str | None = None,
+    outlier_root=None,
 ) -> OpenSetTask:
     """Build an open-set task.
 
@@ -133,6 +149,9 @@ def make_task(
     defaults to every other class. train_indices: use exactly these training-set indices as the
     known training data (e.g. a published train/val partition) instead of the seeded holdout.
     test_only: load only the test files (for evaluating a checkpoint; needs `normalization`).
+    outlier: an outlier-set protocol (CROSR): every class known (unless `known` is given) and the
+    unknown test set is this outlier set (omniglot, mnist-noise, noise, imagenet-crop, ...), loaded
+    from `outlier_root` (default: the data root; for lsun-* the folder of LSUN images).
     """
     root = default_data_root(data_root)
     base = "cifar10" if dataset in PLUS_TASKS else dataset
@@ -142,6 +161,9 @@ def make_task(
     train_ds = _empty_like(test_ds) if test_only else load_dataset(base, root, train=True, download=download)
     unknown_ds = load_dataset("cifar100", root, train=False, download=download) if dataset in PLUS_TASKS else test_ds
 
+    if outlier is not None and known is None:
+        known = list(range(len(train_ds.classes)))
+        unknown = []
     if known is not None:
         known_idx = _resolve_classes(known, train_ds.classes, "known")
         unknown_idx = (_resolve_classes(unknown, unknown_ds.classes, "unknown") if unknown is not None
@@ -169,7 +191,8 @@ def make_task(
         tr, va = _holdout(len(y_all), val_fraction, seed)
         train_x, train_y, val_x, val_y = x_all[tr], y_all[tr], x_all[va], y_all[va]
     test_x, test_y = _select(test_ds, known_idx)
-    unk_x, _ = _select(unknown_ds, unknown_idx)
+    unk_x = (_select(unknown_ds, unknown_idx)[0] if outlier is None
+             else _outliers(outlier, outlier_root or root, test_x.shape[1]))
 
     train_x = resize_uint8(train_x, size)
     mean, std = normalization if normalization is not None else channel_stats(train_x)
@@ -177,6 +200,10 @@ def make_task(
     spec = {"dataset": dataset, "known": list(known_idx), "unknown": list(unknown_idx),
             "image_size": size, "val_fraction": val_fraction, "seed": seed, **split_desc}
     name = dataset if split_desc["family"] is None else f"{dataset}/{family}{split}"
+    if outlier is not None:
+        spec["outlier"] = outlier
+        spec["outlier_root"] = str(outlier_root) if outlier_root else None
+        name = f"{dataset}+{outlier}"
     return OpenSetTask(
         name=name, dataset=dataset, known_classes=sorted(known_idx), unknown_classes=list(unknown_idx),
         class_names=names,

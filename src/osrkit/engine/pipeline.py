@@ -129,7 +129,7 @@ def task_from_checkpoint(meta: dict[str, Any], data_root=None, download: bool = 
     norm = meta["normalization"]
     return make_task(spec["dataset"], known=spec["known"], unknown=spec["unknown"], data_root=data_root,
                      download=download, image_size=spec["image_size"], normalization=(norm["mean"], norm["std"]),
-                     test_only=True)
+                     test_only=True, outlier=spec.get("outlier"), outlier_root=spec.get("outlier_root"))
 
 
 def with_scorer(trained: Trained, method: str, task: OpenSetTask, device: str = "cpu") -> Trained:
