@@ -1,0 +1,54 @@
+"""Outlier-set protocols (CROSR) and the OpenMax / CROSR methods end to end on small real data."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from osrkit.cli import main
+from osrkit.data.tasks import make_task
+from osrkit.engine.pipeline import evaluate, fit_method, load_trained, task_from_checkpoint
+from osrkit.methods import default_config
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def test_mnist_omniglot_task_has_all_digits_known_and_omniglot_unknown():
+    task = make_task("mnist", split=None, outlier="omniglot", data_root=SHARED_DATA, image_size=28)
+    assert task.known_classes == list(range(10)) and task.unknown_classes == []
+    assert task.unknown_x.shape == (10000, 1, 28, 28) and task.unknown_x.dtype == torch.uint8
+    assert len(task.test_y) == 10000  # as large as the MNIST test set, as in the paper
+    assert task.spec["outlier"] == "omniglot" and task.name == "mnist+omniglot"
+
+
+def test_rgb_outliers_become_grey_for_grey_tasks():
+    task = make_task("digits", split=None, outlier="imagenet-crop", data_root=SHARED_DATA)
+    assert task.unknown_x.shape == (10000, 1, 8, 8)
+
+
+def test_unknown_outlier_name():
+    with pytest.raises(ValueError, match="unknown outlier set 'lsun-big'"):
+        make_task("digits", split=None, outlier="lsun-big")
+
+
+@pytest.mark.parametrize("method", ["openmax", "crosr"])
+def test_openmax_and_crosr_train_save_and_evaluate(method, tmp_path):
+    task = make_task("digits", split=None, outlier="noise")
+    cfg = default_config(method, "digits").replace(epochs=4, method_params={"tailsize": 10})
+    trained = fit_method(method, task, cfg, checkpoint=tmp_path / "m.pt", progress=False)
+    res = evaluate(trained, task)
+    assert res["accuracy"] > 0.6 and 0.0 <= res["f1"] <= 1.0
+    if method == "crosr":
+        assert trained.meta["osrkit_config"]["model"] == "dhrnet"
+    loaded = load_trained(tmp_path / "m.pt")
+    again = evaluate(loaded, task_from_checkpoint(loaded.meta))
+    assert again["auroc"] == pytest.approx(res["auroc"], abs=1e-9)
+    assert again["f1"] == pytest.approx(res["f1"], abs=1e-9)
+
+
+def test_run_openmax_crosr_on_class_splits(capsys):
+    rc = main(["run", "--task", "digits", "--method", "openmax,crosr", "--splits", "0", "--epochs", "3",
+               "--no-progress", "--param", "tailsize=10"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "openmax" in out and "crosr" in out
