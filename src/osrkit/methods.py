@@ -13,11 +13,13 @@ import torch
 from osrkit.engine.config import TrainConfig
 from osrkit.engine.train import LossStep, default_loss_step
 from osrkit.losses import CACLoss, CrossEntropyLoss
+from osrkit.losses.ovr import MOvRLoss, OvRLoss
 from osrkit.losses.reconstruction import ClassificationReconstructionLoss, reconstruction_step
 from osrkit.scores.base import Scorer
 from osrkit.scores.cac import CACScore
 from osrkit.scores.crosr import CROSRScorer
 from osrkit.scores.openmax import OpenMax
+from osrkit.scores.ovr import MOvRScore, OvRScore
 from osrkit.scores.softmax import EnergyScore, MLSScore, MSPScore
 
 
@@ -97,6 +99,13 @@ register_method(Method("dhrnet-openmax", "CROSR ablation: DHRNet trained as CROS
                        lambda k, p: OpenMax(tailsize=p["tailsize"], alpha=p["alpha"], distance=p["distance"]),
                        {"recon_weight": 1.0, "tailsize": 20, "alpha": None, "distance": "euclidean"},
                        loss_step=reconstruction_step, model="dhrnet"))
+register_method(Method("ovr", "one-vs-rest sigmoid loss; unknown score = sample-wise OvR loss at the predicted class",
+                       lambda k, p: OvRLoss(k), lambda k, p: OvRScore(kind=p["score"]), {"score": "loss"}))
+register_method(Method("movr", "m-OvR: unit-normalised embedding and prototypes, angular margin (Park et al. 2024)",
+                       lambda k, p: MOvRLoss(k, temperature=p["temperature"], margin=p["margin"], margin_on=p["margin_on"]),
+                       lambda k, p: MOvRScore(kind=p["score"], temperature=p["temperature"]),
+                       {"temperature": 32.0, "margin": 0.5, "margin_on": "all", "score": "loss"},
+                       model_kwargs={"classifier": "cosine"}))
 
 # Training defaults per data set. "fast" schedules are osrkit's short recipes for CPU; the paper
 # schedules are available by overriding fields (see README, "Schedules").

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["CosineLinear"]
+__all__ = ["CosineLinear", "make_classifier"]
 
 
 class CosineLinear(nn.Module):
@@ -44,3 +44,12 @@ class CosineLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, num_classes={self.num_classes}"
+
+
+def make_classifier(kind: str, in_features: int, num_classes: int, bias: bool = True) -> nn.Module:
+    """The last layer: "linear" (logits) or "cosine" (cosines to learnable prototypes, for m-OvR)."""
+    if kind == "linear":
+        return nn.Linear(in_features, num_classes, bias=bias)
+    if kind == "cosine":
+        return CosineLinear(in_features, num_classes)
+    raise ValueError(f"unknown classifier {kind!r}; choose linear or cosine")

@@ -5,13 +5,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from osrkit.models.heads import make_classifier
 from osrkit.models.output import ModelOutput
 
 
 class SmallNet(nn.Module):
     """Three 3x3 convolutions (32, 64, 64) with BatchNorm/ReLU, one 2x2 pool, pooled to 64-d."""
 
-    def __init__(self, num_classes: int, in_channels: int = 1, image_size: int = 8, width: int = 32) -> None:
+    def __init__(self, num_classes: int, in_channels: int = 1, image_size: int = 8, width: int = 32,
+                 classifier: str = "linear") -> None:
         super().__init__()
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
@@ -20,7 +22,7 @@ class SmallNet(nn.Module):
             nn.Conv2d(2 * width, 2 * width, 3, padding=1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(),
         )
         self.embedding_dim = 2 * width
-        self.classifier = nn.Linear(self.embedding_dim, num_classes)
+        self.classifier = make_classifier(classifier, self.embedding_dim, num_classes)
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
         emb = self.features(x).mean(dim=(2, 3))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from osrkit.models.heads import make_classifier
 from osrkit.models.output import ModelOutput
 
 _CHANNELS = (64, 64, 128, 128, 128, 128, 128, 128, 128)
@@ -35,6 +36,7 @@ class VGG32(nn.Module):
         head: str = "pool",
         dropout: float = 0.2,
         width: float = 1.0,
+        classifier: str = "linear",
     ) -> None:
         super().__init__()
         if head not in ("pool", "flatten"):
@@ -51,7 +53,7 @@ class VGG32(nn.Module):
         self.head = head
         spatial = -(-image_size // 8)
         self.embedding_dim = prev if head == "pool" else prev * spatial * spatial
-        self.classifier = nn.Linear(self.embedding_dim, num_classes, bias=(head == "flatten"))
+        self.classifier = make_classifier(classifier, self.embedding_dim, num_classes, bias=(head == "flatten"))
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
         fmap = self.features(x)

@@ -7,7 +7,8 @@ from osrkit.scores.base import Scorer, ScoreResult
 from osrkit.scores.cac import CACScore, cac_score
 from osrkit.scores.crosr import CROSRScorer
 from osrkit.scores.openmax import OpenMax
+from osrkit.scores.ovr import MOvRScore, OvRScore
 from osrkit.scores.softmax import EnergyScore, MLSScore, MSPScore
 
 __all__ = ["Scorer", "ScoreResult", "CACScore", "cac_score", "CROSRScorer", "OpenMax",
-           "EnergyScore", "MLSScore", "MSPScore"]
+           "EnergyScore", "MLSScore", "MSPScore", "MOvRScore", "OvRScore"]
