@@ -235,6 +235,21 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_jacobian(args) -> int:
+    from osrkit.analysis.study import jacobian_study
+    from osrkit.engine.pipeline import load_trained, task_from_checkpoint
+
+    _setup(args)
+    trained = load_trained(args.checkpoint)
+    task = task_from_checkpoint(trained.meta, data_root=args.data_root)
+    out_dir = args.out_dir or str(Path(args.checkpoint).with_suffix("")) + "-jacobian"
+    summary = jacobian_study(trained, task, out_dir, n=args.n, part=args.representation, method=args.method,
+                             probes=args.probes, unit=args.unit, progress=not args.no_progress)
+    print(json.dumps(summary, indent=2, default=float))
+    console.print(f"wrote {out_dir}/jacobian_norms.npz, jacobian_summary.json, jacobian_norms.png")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="osrkit", description="Open-set recognition toolkit")
     sub = p.add_subparsers(dest="command")
@@ -267,6 +282,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", help="write per-split rows and the summary to this JSON file")
     r.add_argument("--markdown", help="write the summary table to this Markdown file")
     r.set_defaults(func=cmd_run)
+
+    j = sub.add_parser("jacobian", help="Jacobian norms of known vs unknown test samples (NPZ, JSON, PNG)")
+    j.add_argument("checkpoint")
+    j.add_argument("--data-root")
+    j.add_argument("--n", type=int, default=500, help="samples per side (default 500)")
+    j.add_argument("--representation", choices=["embedding", "logits"], default="embedding")
+    j.add_argument("--unit", action="store_true", help="differentiate f/||f|| instead of f")
+    j.add_argument("--method", choices=["exact", "estimate"], default="exact")
+    j.add_argument("--probes", type=int, default=8, help="probes for --method estimate")
+    j.add_argument("--out-dir", help="default: <checkpoint>-jacobian/")
+    j.add_argument("--threads", type=int)
+    j.add_argument("--no-progress", action="store_true")
+    j.set_defaults(func=cmd_jacobian, device="cpu")
 
     from osrkit.importers.cac import add_import_cac_parser
     from osrkit.results.cli import add_bench_parser, add_table_parser
