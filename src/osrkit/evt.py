@@ -20,7 +20,7 @@ import torch
 
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
-TRANSLATE_AMOUNT = 1.0  # what libMR's FitHigh effectively adds (see METHODS.md "OpenMax")
+TRANSLATE_AMOUNT = 1.0  # what libMR's FitHigh effectively adds (the spec, ../shared/spec/METHODS.md, "OpenMax")
 LIBMR_TOL = 1e-6  # libMR's weibull_fit tolerance
 METHODS = ("libmr", "mle")
 
