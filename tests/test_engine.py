@@ -95,3 +95,23 @@ def test_atomic_save_leaves_old_file_on_failure(tmp_path):
         save_checkpoint(p, {"a": Boom()})
     assert torch.equal(load_checkpoint(p)["a"], torch.ones(2))
     assert [f.name for f in tmp_path.iterdir()] == ["ck.pt"]
+
+
+def test_resume_refuses_a_checkpoint_of_another_task(task, tmp_path):
+    fit_method("softmax", task, _cfg(epochs=1), checkpoint=tmp_path / "c.pt", progress=False)
+    other = make_task("digits", 1)
+    with pytest.raises(ValueError, match="another task"):
+        fit_method("softmax", other, _cfg(epochs=1), checkpoint=tmp_path / "c.pt", resume=True, progress=False)
+
+
+def test_config_values_are_validated_before_training():
+    with pytest.raises(ValueError, match="select must be one of"):
+        _cfg(select="bestval")
+    with pytest.raises(ValueError, match="batch_size >= 1"):
+        _cfg(batch_size=0)
+
+
+def test_method_backbone_mismatch_is_a_clear_error(task):
+    cfg = default_config("crosr", "digits").replace(model="small", epochs=1)
+    with pytest.raises(ValueError, match="needs the dhrnet backbone"):
+        fit_method("crosr", task, cfg, progress=False)

@@ -63,8 +63,12 @@ def test_auroc_hand_worked():
 
 
 def test_fpr_at_tpr_hand_worked():
-    # unknowns 0.5, 0.6, 0.7, 0.8 -> 95% TPR needs threshold <= 0.5; knowns above 0.5: 0.55, 0.9 of 4
-    assert M.fpr_at_tpr([0.1, 0.2, 0.55, 0.9], [0.5, 0.6, 0.7, 0.8]) == pytest.approx(0.5)
+    # knowns are the positives: accepting 95% of 4 knowns means all 4 (t = 0.9) -> every unknown accepted
+    assert M.fpr_at_tpr([0.1, 0.2, 0.55, 0.9], [0.5, 0.6, 0.7, 0.8]) == pytest.approx(1.0)
+    # 20 knowns 0.00..0.19: 19 of them (95%) are accepted at t = 0.18; unknown 0.185 is rejected, 0.15 accepted
+    knowns = np.arange(20) / 100
+    assert M.fpr_at_tpr(knowns, [0.185, 0.5]) == 0.0
+    assert M.fpr_at_tpr(knowns, [0.15, 0.5]) == pytest.approx(0.5)
     assert M.fpr_at_tpr([0.1, 0.2], [0.5, 0.6]) == 0.0
     with pytest.raises(ValueError, match="tpr"):
         M.fpr_at_tpr([0.1], [0.2], tpr=1.5)

@@ -52,3 +52,8 @@ def test_run_openmax_crosr_on_class_splits(capsys):
     assert rc == 0
     out = capsys.readouterr().out
     assert "openmax" in out and "crosr" in out
+
+
+def test_lsun_needs_its_own_folder():
+    with pytest.raises(ValueError, match="--outlier-root"):
+        make_task("digits", split=None, outlier="lsun-crop", data_root=SHARED_DATA)

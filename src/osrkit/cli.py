@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sqlite3
 import sys
 import time
@@ -86,7 +87,13 @@ def build_config(args: argparse.Namespace, method: str, dataset: str) -> TrainCo
         path = Path(args.config)
         if not path.exists():
             raise SystemExit(f"error: config file {path} does not exist")
-        cfg = cfg.replace(**(yaml.safe_load(path.read_text()) or {}))
+        try:
+            overrides = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"config file {path} is not valid YAML: {e}") from e
+        if not isinstance(overrides, dict):
+            raise ValueError(f"config file {path} must hold a mapping of TrainConfig fields, got {type(overrides).__name__}")
+        cfg = cfg.replace(**overrides)
     params = {}
     for kv in args.param:
         if "=" not in kv:
@@ -146,7 +153,7 @@ def cmd_train(args) -> int:
     cfg = build_config(args, args.method, args.task)
     task = _make_task(args, args.split, seed=cfg.seed)
     console.print(task.summary())
-    out = args.out or f"runs/{checkpoint_name(args.method, task.name, cfg)}"
+    out = args.out or f"runs/{checkpoint_name(args.method, task, cfg)}"
     trained = fit_method(args.method, task, cfg, checkpoint=out, resume=args.resume, device=args.device,
                          progress=not args.no_progress)
     res = evaluate(trained, task, device=args.device)
@@ -169,11 +176,12 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def checkpoint_name(method: str, task_name: str, cfg: TrainConfig) -> str:
-    """A checkpoint file name unique to method, task and the full config (so changed flags start afresh)."""
+def checkpoint_name(method: str, task, cfg: TrainConfig) -> str:
+    """A checkpoint file name unique to method, task (its classes) and the full config."""
     from osrkit.results.store import config_hash
 
-    return f"{method}-{task_name.replace('/', '-')}-seed{cfg.seed}-{config_hash(cfg.to_dict())}.pt"
+    h = config_hash({**cfg.to_dict(), "task": task.spec})
+    return f"{method}-{task.name.replace('/', '-').replace('+', 'plus')}-seed{cfg.seed}-{h}.pt"
 
 
 def summarize(rows: list[dict], metrics: Sequence[str] = TABLE_METRICS) -> list[dict]:
@@ -213,7 +221,7 @@ def cmd_run(args) -> int:
         for split in splits:
             t0 = time.perf_counter()
             task = _make_task(args, split, seed=cfg.seed)
-            ckpt = Path(args.out_dir) / checkpoint_name(method, task.name, cfg) if args.out_dir else None
+            ckpt = Path(args.out_dir) / checkpoint_name(method, task, cfg) if args.out_dir else None
             console.print(f"[bold]{method}[/bold] on {task.summary()}")
             trained = fit_method(method, task, cfg, checkpoint=ckpt, resume=ckpt is not None, device=args.device,
                                  progress=not args.no_progress)
@@ -262,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_task_args(t)
     _add_train_args(t)
     t.add_argument("--split", type=int, default=0, help="split index (default 0)")
-    t.add_argument("--out", help="checkpoint path (default runs/<method>-<task>-seed<seed>.pt)")
+    t.add_argument("--out", help="checkpoint path (default runs/<method>-<task>-seed<seed>-<hash>.pt)")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run from --out")
     t.set_defaults(func=cmd_train)
 
@@ -312,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(["run", *(argv or [])])
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError, sqlite3.Error) as e:
+    except (ValueError, FileNotFoundError, RuntimeError, sqlite3.Error, pickle.UnpicklingError) as e:
         console.print(f"[red]error:[/red] {e}")
         return 2
 

@@ -79,7 +79,8 @@ register_method(Method("openmax", "cross-entropy; OpenMax recalibration on the l
                        lambda k, p: OpenMax(tailsize=p["tailsize"], alpha=p["alpha"], distance=p["distance"]),
                        {"label_smoothing": 0.0, "tailsize": 20, "alpha": 10, "distance": "eucos"}))
 
-_CROSR_PARAMS = {"recon_weight": 1.0, "tailsize": 20, "alpha": None, "distance": "euclidean", "pool": "avg"}
+# latent pooling (avg | max) is DHRNet's `latent_pool` (model_kwargs), applied before the scorer sees the latents
+_CROSR_PARAMS = {"recon_weight": 1.0, "tailsize": 20, "alpha": None, "distance": "euclidean"}
 
 
 def _recon_loss(k: int, p: dict) -> torch.nn.Module:
@@ -88,8 +89,7 @@ def _recon_loss(k: int, p: dict) -> torch.nn.Module:
 
 register_method(Method("crosr", "DHRNet (classify + reconstruct); OpenMax on [logits, latents] (Yoshihashi et al. 2019)",
                        _recon_loss,
-                       lambda k, p: CROSRScorer(tailsize=p["tailsize"], alpha=p["alpha"], distance=p["distance"],
-                                                pool=p["pool"]),
+                       lambda k, p: CROSRScorer(tailsize=p["tailsize"], alpha=p["alpha"], distance=p["distance"]),
                        dict(_CROSR_PARAMS), loss_step=reconstruction_step, model="dhrnet"))
 register_method(Method("dhrnet-softmax", "CROSR ablation: DHRNet trained as CROSR, scored by 1 - max softmax",
                        _recon_loss, lambda k, p: MSPScore(), {"recon_weight": 1.0},

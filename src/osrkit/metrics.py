@@ -50,11 +50,12 @@ def aupr_in(known_scores, unknown_scores) -> float:
 
 
 def fpr_at_tpr(known_scores, unknown_scores, tpr: float = 0.95) -> float:
-    """Fraction of knowns flagged unknown at the first threshold that catches `tpr` of the unknowns."""
+    """FPR at `tpr` TPR, the OOD literature's convention (knowns are the positives): the fraction of
+    unknowns accepted (score <= t) at the strictest threshold t that accepts `tpr` of the knowns."""
     if not 0.0 < tpr <= 1.0:
         raise ValueError(f"tpr must be in (0, 1], got {tpr}")
     y, s = _binary(known_scores, unknown_scores)
-    fpr, tpr_curve, _ = roc_curve(y, s, drop_intermediate=False)
+    fpr, tpr_curve, _ = roc_curve(1 - y, -s, drop_intermediate=False)
     return float(fpr[np.searchsorted(tpr_curve, tpr - 1e-12, side="left")])
 
 

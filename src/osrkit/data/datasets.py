@@ -286,6 +286,11 @@ class ImageFolderSet(ImageSet):
             ds = torchvision.datasets.ImageFolder(str(base))
         except FileNotFoundError as e:
             raise _missing("folder", self.root, ["<class name>/<image files>"]) from e
+        if has_split:
+            train_classes = sorted(p.name for p in (self.root / "train").iterdir() if p.is_dir())
+            if list(ds.classes) != train_classes:
+                raise ValueError(f"{self.root}: train/ and test/ must hold the same class folders; "
+                                 f"train has {train_classes}, {'train' if self.train else 'test'} has {ds.classes}")
         paths = [Path(p) for p, _ in ds.samples]
         labels = np.array([y for _, y in ds.samples], dtype=np.int64)
         if not has_split:

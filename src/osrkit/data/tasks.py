@@ -63,7 +63,9 @@ def _resolve_classes(requested: Sequence, names: list[str], what: str) -> list[i
     """Class indices from indices or names; unknown names/indices are errors naming the choices."""
     out = []
     for c in requested:
-        if isinstance(c, str) and not c.lstrip("-").isdigit():
+        if isinstance(c, str) and c in names:  # a class name, even a numeric one, wins over an index
+            out.append(names.index(c))
+        elif isinstance(c, str) and not c.lstrip("-").isdigit():
             if c not in names:
                 raise ValueError(f"unknown {what} class name {c!r}; available: {', '.join(names)}")
             out.append(names.index(c))
@@ -110,6 +112,8 @@ def _outliers(name: str, root, channels: int) -> torch.Tensor:
 
     if name not in OUTLIER_SETS:
         raise ValueError(f"unknown outlier set {name!r}; available: {', '.join(sorted(OUTLIER_SETS))}")
+    if name.startswith("lsun") and root is None:
+        raise ValueError(f"{name} is read from your own folder of LSUN images: pass --outlier-root DIR")
     x = load_outliers(name, root)
     if x.shape[1] == channels:
         return x
@@ -192,7 +196,7 @@ def make_task(
         train_x, train_y, val_x, val_y = x_all[tr], y_all[tr], x_all[va], y_all[va]
     test_x, test_y = _select(test_ds, known_idx)
     unk_x = (_select(unknown_ds, unknown_idx)[0] if outlier is None
-             else _outliers(outlier, outlier_root or root, test_x.shape[1]))
+             else _outliers(outlier, outlier_root or (None if outlier.startswith("lsun") else root), test_x.shape[1]))
 
     train_x = resize_uint8(train_x, size)
     mean, std = normalization if normalization is not None else channel_stats(train_x)

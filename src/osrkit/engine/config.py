@@ -27,6 +27,18 @@ class TrainConfig:
     channels_last: bool = False
     eval_batch_size: int = 512
 
+    def __post_init__(self) -> None:
+        choices = {"select": ("last", "best-val-loss"), "schedule": ("onecycle", "cosine", "step", "constant"),
+                   "optimizer": ("sgd", "adam"), "augment": ("none", "crop", "crop-flip")}
+        for name, ok in choices.items():
+            if getattr(self, name) not in ok:
+                raise ValueError(f"config field {name} must be one of {', '.join(ok)}, got {getattr(self, name)!r}")
+        if int(self.batch_size) < 1 or int(self.epochs) < 0 or int(self.eval_batch_size) < 1:
+            raise ValueError(f"need batch_size >= 1, eval_batch_size >= 1 and epochs >= 0, got "
+                             f"{self.batch_size}, {self.eval_batch_size}, {self.epochs}")
+        if not isinstance(self.model_kwargs, dict) or not isinstance(self.method_params, dict):
+            raise ValueError("config fields model_kwargs and method_params must be mappings")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

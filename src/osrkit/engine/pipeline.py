@@ -50,6 +50,8 @@ def fit_method(method: str, task: OpenSetTask, cfg: TrainConfig, checkpoint: str
     """Train `method` on `task`, fit its scorer on the training outputs, save the final checkpoint."""
     m = get_method(method)
     params = m.resolved_params(cfg.method_params)
+    if m.model is not None and cfg.model != m.model:
+        raise ValueError(f"method {method} needs the {m.model} backbone, not {cfg.model}")
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, task.num_classes, task.in_channels, task.image_size)
     loss_fn = m.make_loss(task.num_classes, params)

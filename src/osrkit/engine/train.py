@@ -84,6 +84,8 @@ def train(model: torch.nn.Module, loss_fn: torch.nn.Module, task: OpenSetTask, c
     params = list(model.parameters()) + list(loss_fn.parameters())
     opt = make_optimizer(params, cfg)
     n = len(task.train_y)
+    if n == 0:
+        raise ValueError(f"task {task.name} has no training images")
     steps = math.ceil(n / cfg.batch_size)
     sched = make_scheduler(opt, cfg, steps)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -99,6 +101,9 @@ def train(model: torch.nn.Module, loss_fn: torch.nn.Module, task: OpenSetTask, c
         if state.get("config") != cfg.to_dict():
             raise ValueError(f"{checkpoint} was written with a different config; resume needs the same settings "
                              "(or delete the checkpoint to start over)")
+        if meta is not None and "task" in meta and state.get("task") != meta["task"]:
+            raise ValueError(f"{checkpoint} was trained on another task ({state.get('task')}), not {meta['task']}; "
+                             "use another checkpoint path (or delete it to start over)")
         model.load_state_dict(state["model"])
         loss_fn.load_state_dict(state["loss"])
         opt.load_state_dict(ts["optimizer"])
