@@ -131,9 +131,10 @@ def train(model: torch.nn.Module, loss_fn: torch.nn.Module, task: OpenSetTask, c
                 y = y_all[idx]
                 out = model(x)
                 loss = loss_step(loss_fn, out, x, y)
-                if not torch.isfinite(loss):
+                loss_val = float(loss.detach())  # one device sync per step
+                if not math.isfinite(loss_val):
                     raise NonFiniteLossError(
-                        f"loss became {float(loss.detach())} at epoch {epoch + 1}, step {s + 1}: training diverged. "
+                        f"loss became {loss_val} at epoch {epoch + 1}, step {s + 1}: training diverged. "
                         f"Lower the learning rate (now {cfg.lr}, --lr), or check the inputs for NaN. "
                         f"The last good checkpoint is {checkpoint or '(none: pass --out to keep one)'}.")
                 opt.zero_grad(set_to_none=True)
@@ -141,7 +142,6 @@ def train(model: torch.nn.Module, loss_fn: torch.nn.Module, task: OpenSetTask, c
                 opt.step()
                 sched.step()
                 seen += len(y)
-                loss_val = float(loss.detach())
                 loss_sum += loss_val * len(y)
                 bar.update(pid, advance=1, loss=loss_val, ips=seen / (time.perf_counter() - t0))
             train_time = time.perf_counter() - t0
@@ -163,7 +163,5 @@ def train(model: torch.nn.Module, loss_fn: torch.nn.Module, task: OpenSetTask, c
                 on_epoch(epoch, rec)
     if cfg.select == "best-val-loss" and best["model"] is not None:
         model.load_state_dict(best["model"])
-    elif cfg.select not in ("last", "best-val-loss"):
-        raise ValueError(f"unknown select {cfg.select!r}; choose last or best-val-loss")
     model.eval()
     return {"history": history, "best_epoch": best["epoch"]}
