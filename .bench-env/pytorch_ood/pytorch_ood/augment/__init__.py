@@ -1,5 +1,0 @@
-"""
-Data augmentations for OOD detection.
-"""
-
-from .img import *

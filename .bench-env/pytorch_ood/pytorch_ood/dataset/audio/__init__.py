@@ -1,5 +1,0 @@
-"""
-Audio datasets for OOD detection.
-"""
-
-from .fsdd import FSDD

@@ -1,3 +1,0 @@
-from .hpo import *
-from .transforms import *
-from .utils import *
