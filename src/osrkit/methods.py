@@ -14,6 +14,7 @@ from osrkit.engine.config import TrainConfig
 from osrkit.engine.train import LossStep, default_loss_step
 from osrkit.losses import CACLoss, CrossEntropyLoss
 from osrkit.losses.ovr import MOvRLoss, OvRLoss
+from osrkit.losses.rotation import RotationAuxiliaryLoss, full_output_step
 from osrkit.losses.reconstruction import ClassificationReconstructionLoss, reconstruction_step
 from osrkit.scores.base import Scorer
 from osrkit.scores.cac import CACScore
@@ -101,11 +102,18 @@ register_method(Method("dhrnet-openmax", "CROSR ablation: DHRNet trained as CROS
                        loss_step=reconstruction_step, model="dhrnet"))
 register_method(Method("ovr", "one-vs-rest sigmoid loss; unknown score = sample-wise OvR loss at the predicted class",
                        lambda k, p: OvRLoss(k), lambda k, p: OvRScore(kind=p["score"]), {"score": "loss"}))
+
+
+def _movr_loss(k: int, p: dict) -> torch.nn.Module:
+    movr = MOvRLoss(k, temperature=p["temperature"], margin=p["margin"], margin_on=p["margin_on"])
+    return RotationAuxiliaryLoss(movr, weight=p["rotation_weight"])
+
+
+# rotation_weight: the paper's final-model auxiliary rotation head (0.1 there); off by default
 register_method(Method("movr", "m-OvR: unit-normalised embedding and prototypes, angular margin (Park et al. 2024)",
-                       lambda k, p: MOvRLoss(k, temperature=p["temperature"], margin=p["margin"], margin_on=p["margin_on"]),
-                       lambda k, p: MOvRScore(kind=p["score"], temperature=p["temperature"]),
-                       {"temperature": 32.0, "margin": 0.5, "margin_on": "all", "score": "loss"},
-                       model_kwargs={"classifier": "cosine"}))
+                       _movr_loss, lambda k, p: MOvRScore(kind=p["score"], temperature=p["temperature"]),
+                       {"temperature": 32.0, "margin": 0.5, "margin_on": "all", "score": "loss", "rotation_weight": 0.0},
+                       loss_step=full_output_step, model_kwargs={"classifier": "cosine"}))
 
 # Training defaults per data set. "fast" schedules are osrkit's short recipes for CPU; the paper
 # schedules are available by overriding fields (see README, "Schedules").

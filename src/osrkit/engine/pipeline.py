@@ -55,6 +55,8 @@ def fit_method(method: str, task: OpenSetTask, cfg: TrainConfig, checkpoint: str
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, task.num_classes, task.in_channels, task.image_size)
     loss_fn = m.make_loss(task.num_classes, params)
+    if hasattr(loss_fn, "bind"):  # losses with their own heads on the model's outputs (rotation)
+        loss_fn.bind(model, task.in_channels, task.image_size)
     meta = _meta(method, task, cfg)
     t0 = time.perf_counter()
     result = train(model, loss_fn, task, cfg, checkpoint=checkpoint, resume=resume, device=device,
