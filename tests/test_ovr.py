@@ -163,3 +163,13 @@ def test_score_state_dict_round_trip_and_validation() -> None:
         MOvRScore(temperature=-1.0)
     with pytest.raises(ValueError, match="logits"):
         OvRScore().score(Outputs(logits=torch.zeros(4)))
+
+
+def test_max_sigmoid_score_does_not_saturate_at_the_default_temperature() -> None:
+    # sigmoid(32 * 0.7) and sigmoid(32 * 0.9) are both 1.0 in float32; the scores must still rank them
+    cos = torch.tensor([[0.7, -0.2], [0.9, -0.1], [0.5, 0.0]])
+    scores, pred = MOvRScore(kind="max_sigmoid").score(Outputs(logits=cos))
+    expected = [-1.0 / (1.0 + math.exp(-32.0 * c)) for c in (0.7, 0.9, 0.5)]
+    assert scores.tolist() == pytest.approx(expected, abs=1e-15)
+    assert scores[1] < scores[0] < scores[2]
+    assert pred.tolist() == [0, 0, 0]

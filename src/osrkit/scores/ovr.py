@@ -46,7 +46,7 @@ class _OvRScoreBase(Scorer):
         logits = outputs.logits
         if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[1] < 1:
             raise ValueError(f"outputs.logits must be a tensor (N, K), got {getattr(logits, 'shape', type(logits))}")
-        z = logits.detach().float() * self.temperature
+        z = logits.detach().double() * self.temperature  # float64: sigmoid(T z) saturates in float32 at T = 32
         pred = logits.argmax(dim=1)
         if self.kind == "loss":
             scores = ovr_sample_loss(z, pred)
