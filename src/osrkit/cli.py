@@ -258,6 +258,27 @@ def cmd_jacobian(args) -> int:
     return 0
 
 
+def cmd_jacobian_dynamics(args) -> int:
+    from osrkit.analysis.study import jacobian_dynamics
+
+    _setup(args)
+    cfg = build_config(args, args.method, args.task)
+    task = _make_task(args, args.split, seed=cfg.seed)
+    console.print(task.summary())
+    records = jacobian_dynamics(args.method, task, cfg, args.out_dir, n=args.n, part=args.representation,
+                                jacobian=args.jacobian, probes=args.probes, unit=args.unit, resume=args.resume,
+                                device=args.device, progress=not args.no_progress)
+    t = Table(title=f"{args.method}: Jacobian norm ({args.representation}) per epoch")
+    for c in ("epoch", "known mean", "unknown mean", "difference", "AUROC of norm"):
+        t.add_column(c)
+    for r in records:
+        t.add_row(str(r["epoch"]), f"{r['known_mean']:.4g}", f"{r['unknown_mean']:.4g}", f"{r['difference']:.4g}",
+                  f"{r['auroc_of_norm']:.4f}")
+    console.print(t)
+    console.print(f"wrote {args.out_dir}/dynamics.json, dynamics.csv, dynamics.png and model.pt")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="osrkit", description="Open-set recognition toolkit")
     sub = p.add_subparsers(dest="command")
@@ -303,6 +324,20 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--threads", type=int)
     j.add_argument("--no-progress", action="store_true")
     j.set_defaults(func=cmd_jacobian, device="cpu")
+
+    jd = sub.add_parser("jacobian-dynamics", help="train a method and record known vs unknown Jacobian norms "
+                                                  "after every epoch (JSON, CSV, PNG)")
+    _add_task_args(jd)
+    _add_train_args(jd)
+    jd.add_argument("--split", type=int, default=0, help="split index (default 0)")
+    jd.add_argument("--n", type=int, default=200, help="samples per side, the same at every epoch (default 200)")
+    jd.add_argument("--representation", choices=["embedding", "logits"], default="embedding")
+    jd.add_argument("--unit", action="store_true", help="differentiate f/||f|| instead of f")
+    jd.add_argument("--jacobian", choices=["exact", "estimate"], default="exact")
+    jd.add_argument("--probes", type=int, default=8, help="probes for --jacobian estimate")
+    jd.add_argument("--out-dir", required=True, help="folder for model.pt, dynamics.json/.csv/.png")
+    jd.add_argument("--resume", action="store_true", help="continue an interrupted run in --out-dir")
+    jd.set_defaults(func=cmd_jacobian_dynamics)
 
     from osrkit.importers.cac import add_import_cac_parser
     from osrkit.results.cli import add_bench_parser, add_table_parser

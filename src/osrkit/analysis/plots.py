@@ -31,3 +31,36 @@ def plot_known_vs_unknown(known: np.ndarray, unknown: np.ndarray, path: str | Pa
     plt.close(fig)
     tmp.replace(path)
     return path
+
+
+def plot_dynamics(records: list[dict], path: str | Path, title: str) -> Path:
+    """Mean known and unknown Jacobian norm (with interquartile bands) per epoch, and the norm's AUROC."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ep = [r["epoch"] for r in records]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for side, colour in (("known", "C0"), ("unknown", "C1")):
+        ax.plot(ep, [r[f"{side}_mean"] for r in records], "o-", color=colour, label=f"{side} (mean)")
+        ax.fill_between(ep, [r[f"{side}_q25"] for r in records], [r[f"{side}_q75"] for r in records],
+                        color=colour, alpha=0.2)
+    ax.set_xlabel("epoch (0 = initialisation)")
+    ax.set_ylabel("||∂f/∂x||_F")
+    ax2 = ax.twinx()
+    ax2.plot(ep, [r["auroc_of_norm"] for r in records], "s--", color="C2", label="AUROC of norm")
+    ax2.set_ylabel("AUROC of the norm", color="C2")
+    ax2.set_ylim(0, 1)
+    lines = ax.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="best")
+    ax.set_title(title)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

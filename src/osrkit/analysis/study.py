@@ -12,7 +12,7 @@ from rich.progress import track
 
 from osrkit import metrics as M
 from osrkit.analysis.jacobian import jacobian_norm
-from osrkit.analysis.plots import plot_known_vs_unknown
+from osrkit.analysis.plots import plot_dynamics, plot_known_vs_unknown
 from osrkit.data.transforms import normalize
 from osrkit.engine.checkpoint import atomic_write_bytes, atomic_write_text
 
@@ -38,7 +38,7 @@ def norms_of(model, images: torch.Tensor, mean, std, part: str = "embedding", me
     starts = range(0, len(images), batch_size)
     out = []
     for i in track(starts, description=f"jacobian {label}", disable=not progress):
-        x = normalize(images[i:i + batch_size], mean, std)
+        x = normalize(images[i:i + batch_size].to(next(model.parameters()).device), mean, std)
         out.append(jacobian_norm(fn, x, method=method, probes=probes).norms.detach().cpu())
     return torch.cat(out).numpy()
 
@@ -70,3 +70,69 @@ def jacobian_study(trained, task, out_dir: str | Path, n: int = 500, part: str =
     plot_known_vs_unknown(known, unknown, out_dir / "jacobian_norms.png", f"||∂f/∂x||_F ({part})",
                           f"{summary['method']}: Jacobian norm, known vs unknown")
     return summary
+
+
+def jacobian_dynamics(method: str, task, cfg, out_dir: str | Path, n: int = 200, part: str = "embedding",
+                      jacobian: str = "exact", probes: int = 8, seed: int = 0, unit: bool = False,
+                      resume: bool = False, device: str = "cpu", progress: bool = True) -> list[dict[str, Any]]:
+    """Train `method` and measure known-test vs unknown-test Jacobian norms before training and after every epoch.
+
+    The same `n` known and `n` unknown test images are used at every epoch. Writes (atomically, after each
+    epoch) dynamics.json, dynamics.csv and dynamics.png to out_dir; the model checkpoint is out_dir/model.pt,
+    and `resume=True` continues an interrupted run with the records already written.
+    """
+    from osrkit.engine.pipeline import fit_method
+
+    out_dir = Path(out_dir)
+    g = torch.Generator().manual_seed(seed)
+    known_x = task.test_x[torch.randperm(len(task.test_x), generator=g)[:n]]
+    unknown_x = task.unknown_x[torch.randperm(len(task.unknown_x), generator=g)[:n]]
+    json_path = out_dir / "dynamics.json"
+    records: list[dict[str, Any]] = []
+    if resume and json_path.exists() and (out_dir / "model.pt").exists():
+        records = json.loads(json_path.read_text())["epochs"]
+
+    def measure(epoch: int, rec: dict | None, model: torch.nn.Module) -> None:
+        was_training = model.training
+        kn = norms_of(model, known_x, task.mean, task.std, part, jacobian, probes, unit=unit, progress=False)
+        un = norms_of(model, unknown_x, task.mean, task.std, part, jacobian, probes, unit=unit, progress=False)
+        model.train(was_training)
+        row = {"epoch": epoch + 1, **summarize_norms(kn, un),
+               "known_q25": float(np.quantile(kn, 0.25)), "known_q75": float(np.quantile(kn, 0.75)),
+               "unknown_q25": float(np.quantile(un, 0.25)), "unknown_q75": float(np.quantile(un, 0.75)),
+               "val_accuracy": None if rec is None else rec["val_accuracy"],
+               "train_loss": None if rec is None else rec["train_loss"]}
+        records[:] = [r for r in records if r["epoch"] != row["epoch"]] + [row]
+        records.sort(key=lambda r: r["epoch"])
+        _write_dynamics(out_dir, method, part, records)
+
+    if records:  # an interruption between a checkpoint and its measurement: measure the checkpointed network
+        _measure_checkpoint(out_dir / "model.pt", records, measure, task, cfg, device)
+    fit_method(method, task, cfg, checkpoint=out_dir / "model.pt", resume=resume, device=device, progress=progress,
+               on_model_epoch=measure)
+    return records
+
+
+def _measure_checkpoint(path: Path, records: list[dict[str, Any]], measure, task, cfg, device: str) -> None:
+    """Fill in the record of the checkpoint's last finished epoch if the run stopped before measuring it."""
+    from osrkit.engine.checkpoint import load_checkpoint, load_model_weights
+    from osrkit.engine.pipeline import build_model
+
+    state = load_checkpoint(path)
+    ts = state.get("train_state") or {}
+    done = ts.get("epoch")
+    if done is None or any(r["epoch"] == done + 1 for r in records):
+        return
+    model = build_model(cfg, task.num_classes, task.in_channels, task.image_size).to(device)
+    load_model_weights(model, state["model"], str(path))
+    hist = ts.get("history") or []
+    measure(done, hist[-1] if hist else None, model)
+
+
+def _write_dynamics(out_dir: Path, method: str, part: str, records: list[dict[str, Any]]) -> None:
+    cols = list(records[0])
+    csv = ",".join(cols) + "\n" + "".join(",".join("" if r[c] is None else f"{r[c]}" for c in cols) + "\n" for r in records)
+    atomic_write_text(out_dir / "dynamics.json", json.dumps({"method": method, "representation": part,
+                                                             "epochs": records}, indent=2) + "\n")
+    atomic_write_text(out_dir / "dynamics.csv", csv)
+    plot_dynamics(records, out_dir / "dynamics.png", f"{method}: Jacobian norm ({part}) during training")

@@ -46,8 +46,13 @@ def _meta(method: str, task: OpenSetTask, cfg: TrainConfig) -> dict[str, Any]:
 
 
 def fit_method(method: str, task: OpenSetTask, cfg: TrainConfig, checkpoint: str | Path | None = None,
-               resume: bool = False, device: str = "cpu", progress: bool = True, on_epoch=None) -> Trained:
-    """Train `method` on `task`, fit its scorer on the training outputs, save the final checkpoint."""
+               resume: bool = False, device: str = "cpu", progress: bool = True, on_epoch=None,
+               on_model_epoch=None) -> Trained:
+    """Train `method` on `task`, fit its scorer on the training outputs, save the final checkpoint.
+
+    on_epoch(epoch, record) runs after each epoch's checkpoint; on_model_epoch(epoch, record, model)
+    also gets the network (epoch -1, record None: before the first epoch of a fresh run).
+    """
     m = get_method(method)
     params = m.resolved_params(cfg.method_params)
     if m.model is not None and cfg.model != m.model:
@@ -59,8 +64,17 @@ def fit_method(method: str, task: OpenSetTask, cfg: TrainConfig, checkpoint: str
         loss_fn.bind(model, task.in_channels, task.image_size)
     meta = _meta(method, task, cfg)
     t0 = time.perf_counter()
+    hook = on_epoch
+    if on_model_epoch is not None:
+        if not (resume and checkpoint is not None and Path(checkpoint).exists()):
+            on_model_epoch(-1, None, model)
+
+        def hook(epoch: int, rec: dict) -> None:
+            if on_epoch is not None:
+                on_epoch(epoch, rec)
+            on_model_epoch(epoch, rec, model)
     result = train(model, loss_fn, task, cfg, checkpoint=checkpoint, resume=resume, device=device,
-                   loss_step=m.loss_step, meta=meta, progress=progress, on_epoch=on_epoch)
+                   loss_step=m.loss_step, meta=meta, progress=progress, on_epoch=hook)
     scorer = m.make_scorer(task.num_classes, params)
     scorer.fit(predict(model, task.train_x, task.mean, task.std, labels=task.train_y, device=device,
                        batch_size=cfg.eval_batch_size))
