@@ -124,8 +124,8 @@ def main() -> None:
                 us, up = (t.numpy() for t in fn(sets[o]))
                 scores.append({"network": net, "detector": det, "outlier": o, "auroc": M.auroc(ks, us),
                                "f1": f1_at(kp, ks, up, us, labels_test, thr, 10),
-                               "f1_reject_none": f1_at(kp, ks, up, us, labels_test, np.inf, 10),
-                               "f1_perfect": f1_at(kp, ks, up, np.full(len(us), np.inf), labels_test, thr, 10)})
+                               "f1_reject_none": f1_at(kp, ks, up, us, labels_test, float(max(ks.max(), us.max())) + 1, 10),
+                               "f1_perfect": f1_at(kp, ks, up, np.full(len(us), thr + 1.0), labels_test, thr, 10)})
                 print(f"{net:14s} {det:30s} {o:12s} AUROC={scores[-1]['auroc']:.3f} F1={scores[-1]['f1']:.3f}", flush=True)
     md = ["# CROSR protocol A diagnostics: what the networks do with the outliers", "",
           "Networks from `benchmarks/crosr_protocol_a.py` (2 epochs, fast recipe). Means over each set (10,000 images).", "",
