@@ -7,6 +7,18 @@ from pathlib import Path
 import numpy as np
 
 
+def _save_atomically(fig, path: Path) -> Path:
+    """Save a figure as PNG through a temporary file and a rename, so a crash never leaves half a file."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
 def plot_known_vs_unknown(known: np.ndarray, unknown: np.ndarray, path: str | Path, xlabel: str, title: str) -> Path:
     """Overlaid density histograms of known-test and unknown-test values, saved as PNG."""
     import matplotlib
@@ -25,12 +37,7 @@ def plot_known_vs_unknown(known: np.ndarray, unknown: np.ndarray, path: str | Pa
     ax.set_ylabel("density")
     ax.set_title(title)
     ax.legend()
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return _save_atomically(fig, path)
 
 
 def plot_dynamics(records: list[dict], path: str | Path, title: str) -> Path:
@@ -58,9 +65,4 @@ def plot_dynamics(records: list[dict], path: str | Path, title: str) -> Path:
     lines2 = ax2.get_legend_handles_labels()
     ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="best")
     ax.set_title(title)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return _save_atomically(fig, path)
