@@ -4,7 +4,7 @@
 
 For each method and split: train (resumable checkpoints under --out-dir), evaluate AUROC/OSCR/accuracy,
 and compute the per-sample Frobenius norm of the embedding's input Jacobian for --n known-test and
---n unknown-test images (exact, batched). Writes benchmarks/results/jacobian_study.{json,md} and one
+--n unknown-test images (exact, batched). Writes benchmarks/results/<name>.{json,md} and one
 PNG per method and split (known vs unknown norm distributions). The paper's two findings, checked:
 (1) known norm < unknown norm; (2) the gap is larger for the method with stronger inter-class separation.
 """
@@ -42,14 +42,16 @@ def main() -> None:
     ap.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out-dir", default="runs/bench-jacobian")
-    ap.add_argument("--render-only", action="store_true", help="rebuild the Markdown from results/jacobian_study.json")
+    ap.add_argument("--name", default="jacobian_study", help="results/<name>.{json,md} and results/<name>/ plots")
+    ap.add_argument("--render-only", action="store_true", help="rebuild the Markdown from results/<name>.json")
     args = ap.parse_args()
     if args.render_only:
-        saved = json.loads((RESULTS / "jacobian_study.json").read_text())
+        saved = json.loads((RESULTS / f"{args.name}.json").read_text())
         cmd = saved["command"].split()
         opt = lambda flag, default: cmd[cmd.index(flag) + 1] if flag in cmd else default  # noqa: E731
-        write("jacobian_study", saved, render(saved["rows"], opt("--splits", args.splits), opt("--model", args.model),
-                                              int(opt("--epochs", args.epochs)), int(opt("--n", args.n)), h=saved))
+        write(args.name, saved, render(saved["rows"], opt("--splits", args.splits), opt("--model", args.model),
+                                              int(opt("--epochs", args.epochs)), int(opt("--n", args.n)), h=saved,
+                                              name=args.name))
         return
     torch.set_num_threads(args.threads)
     rows = []
@@ -60,43 +62,61 @@ def main() -> None:
             ckpt = Path(args.out_dir) / f"{method}-{args.model}-e{args.epochs}-split{split}.pt"
             trained = fit_method(method, task, cfg, checkpoint=ckpt, resume=True, progress=False)
             res = evaluate(trained, task)
-            plot_dir = RESULTS / "jacobian_study" / f"{method}-split{split}"
+            plot_dir = RESULTS / args.name / f"{method}-split{split}"
             jac = jacobian_study(trained, task, plot_dir, n=args.n, progress=False)
             row = {"method": method, "split": split, **{k: res[k] for k in ("auroc", "oscr", "accuracy")},
-                   **{k: jac[k] for k in ("known_mean", "unknown_mean", "difference", "auroc_of_norm")}}
+                   **{k: jac[k] for k in ("known_mean", "unknown_mean", "difference", "auroc_of_norm",
+                                                  "between_within", "silhouette")}}
             row["ratio"] = row["unknown_mean"] / row["known_mean"]
             rows.append(row)
             print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
-    write("jacobian_study", {**header(), "rows": rows}, render(rows, args.splits, args.model, args.epochs, args.n))
+    write(args.name, {**header(), "rows": rows}, render(rows, args.splits, args.model, args.epochs, args.n,
+                                                                  name=args.name))
 
 
-def render(rows: list[dict], splits: str, model: str, epochs: int, n: int, h: dict | None = None) -> str:
+def render(rows: list[dict], splits: str, model: str, epochs: int, n: int, h: dict | None = None,
+           name: str = "jacobian_study") -> str:
     """The Markdown table and the two findings, from the per-run rows."""
     for r in rows:
         r.setdefault("ratio", r["unknown_mean"] / r["known_mean"])
     methods = list(dict.fromkeys(r["method"] for r in rows))
     mean = lambda m, k: float(np.mean([r[k] for r in rows if r["method"] == m]))  # noqa: E731
+    keys = ["auroc", "oscr", "accuracy", "known_mean", "unknown_mean", "difference", "ratio", "auroc_of_norm"]
+    heads = ["AUROC", "OSCR", "accuracy", "known norm", "unknown norm", "difference", "ratio", "AUROC of norm"]
+    measured = all("between_within" in r for r in rows)
+    if measured:
+        keys += ["between_within", "silhouette"]
+        heads += ["between/within", "silhouette"]
     md = [f"# Jacobian-norm study, MNIST `neal` splits {splits}: {model}, {epochs} epochs (osrkit fast recipe)", "",
-          "| method | AUROC | OSCR | accuracy | known norm | unknown norm | difference | ratio | AUROC of norm |",
-          "|---|---|---|---|---|---|---|---|---|"]
-    keys = ("auroc", "oscr", "accuracy", "known_mean", "unknown_mean", "difference", "ratio", "auroc_of_norm")
+          "| method | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
     for m in methods:
         sel = [r for r in rows if r["method"] == m]
         md.append(f"| {m} | " + " | ".join(f"{np.mean([r[k] for r in sel]):.4f} ± {np.std([r[k] for r in sel]):.4f}"
                                           for k in keys) + " |")
-    by = lambda k: ", ".join(f"{m} {mean(m, k):.3f}" for m in sorted(methods, key=lambda m: -mean(m, k)))  # noqa: E731
-    md += ["", f"Finding 1 (known norm < unknown norm) holds in {sum(r['known_mean'] < r['unknown_mean'] for r in rows)}"
-           f" of {len(rows)} runs. Norms: the embedding's input Jacobian (w.r.t. the normalised input), exact, n={n} "
-           "per side; plots in `results/jacobian_study/`.", "",
+    order = lambda k: sorted(methods, key=lambda m: -mean(m, k))  # noqa: E731
+    by = lambda k: ", ".join(f"{m} {mean(m, k):.3f}" for m in order(k))  # noqa: E731
+    md += ["", "Mean ± standard deviation over splits. Norms: the embedding's input Jacobian (w.r.t. the normalised "
+           f"input), exact, n={n} per side; plots in `results/{name}/`. Separation: on the same embedding of the n "
+           "known-test samples; between/within = mean distance between class means / mean distance to the own class "
+           "mean; silhouette = scikit-learn's (euclidean).", "",
+           f"Finding 1 (known norm < unknown norm) holds in {sum(r['known_mean'] < r['unknown_mean'] for r in rows)}"
+           f" of {len(rows)} runs.", "",
            "Finding 2 (a larger gap for stronger inter-class separation). The norms of different networks' embeddings "
            f"are not on one scale, so compare the scale-free measures. Mean AUROC of the norm: {by('auroc_of_norm')}. "
-           f"Mean ratio unknown/known: {by('ratio')}. Mean AUROC of the method's own score: {by('auroc')}.", ""]
+           f"Mean ratio unknown/known: {by('ratio')}. Mean AUROC of the method's own score: {by('auroc')}."]
+    if measured:
+        same = order("between_within") == order("auroc_of_norm")
+        md[-1] += (f" Measured separation (between/within): {by('between_within')}; silhouette: {by('silhouette')}. "
+                   f"The methods' order by separation {'matches' if same else 'does not match'} their order by the "
+                   "AUROC of the norm.")
+    md.append("")
     h = h or header()
     md.append(f"Command: `{h['command']}`; date {h['date']}; {h['machine']['processor']}, {h['machine']['cpu_count']} cores; "
               f"commit {h['git_commit']}.")
     text = "\n".join(md) + "\n"
     print(text)
     return text
+
 
 if __name__ == "__main__":
     main()

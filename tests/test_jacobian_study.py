@@ -35,6 +35,18 @@ def test_jacobian_command_writes_norms_summary_and_plot(tmp_path, capsys):
     jac = torch.autograd.functional.jacobian(lambda t: trained.model(t).embedding, x)
     assert abs(float(jac.norm()) - float(known[0])) < 1e-4 * max(1.0, float(known[0]))
 
+    # the separation of the same 12 known samples' embeddings, recomputed here by explicit loops
+    idx = torch.randperm(len(task.test_x), generator=torch.Generator().manual_seed(0))[:12]
+    with torch.no_grad():
+        f = trained.model(normalize(task.test_x[idx], task.mean, task.std)).embedding.double().numpy()
+    labels = task.test_y[idx].numpy()
+    cls = sorted(set(labels.tolist()))
+    centre = {c: f[labels == c].mean(0) for c in cls}
+    within = np.mean([np.mean([np.linalg.norm(v - centre[c]) for v in f[labels == c]]) for c in cls])
+    between = np.mean([np.linalg.norm(centre[a] - centre[b]) for i, a in enumerate(cls) for b in cls[i + 1:]])
+    assert abs(summary["between_within"] - between / within) < 1e-6 * between / within
+    assert -1 <= summary["silhouette"] <= 1
+
 
 def test_jacobian_dynamics_records_every_epoch_and_resumes(tmp_path):
     out = tmp_path / "dyn"

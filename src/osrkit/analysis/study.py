@@ -13,6 +13,7 @@ from rich.progress import track
 from osrkit import metrics as M
 from osrkit.analysis.jacobian import jacobian_norm
 from osrkit.analysis.plots import plot_dynamics, plot_known_vs_unknown
+from osrkit.analysis.separation import class_separation
 from osrkit.data.transforms import normalize
 from osrkit.engine.checkpoint import atomic_write_bytes, atomic_write_text
 
@@ -43,6 +44,17 @@ def norms_of(model, images: torch.Tensor, mean, std, part: str = "embedding", me
     return torch.cat(out).numpy()
 
 
+@torch.no_grad()
+def features_of(model, images: torch.Tensor, mean, std, part: str = "embedding", unit: bool = False,
+                batch_size: int = 256) -> np.ndarray:
+    """The representation (the one whose Jacobian is measured) of uint8 images, in batches, as float64."""
+    model.eval()
+    fn = representation_fn(model, part, unit)
+    device = next(model.parameters()).device
+    return torch.cat([fn(normalize(images[i:i + batch_size].to(device), mean, std)).double().cpu()
+                      for i in range(0, len(images), batch_size)]).numpy()
+
+
 def summarize_norms(known: np.ndarray, unknown: np.ndarray) -> dict[str, Any]:
     """Means, medians, the paper's "Jacobian norm difference" and the AUROC of the norm as an unknown score."""
     return {"known_mean": float(known.mean()), "known_median": float(np.median(known)),
@@ -58,13 +70,17 @@ def jacobian_study(trained, task, out_dir: str | Path, n: int = 500, part: str =
     out_dir = Path(out_dir)
     g = torch.Generator().manual_seed(seed)
     pick = lambda x: x[torch.randperm(len(x), generator=g)[:n]]  # noqa: E731
-    known = norms_of(trained.model, pick(task.test_x), task.mean, task.std, part, method, probes,
+    known_idx = pick(torch.arange(len(task.test_x)))
+    known_x = task.test_x[known_idx]
+    known = norms_of(trained.model, known_x, task.mean, task.std, part, method, probes,
                      unit=unit, progress=progress, label="known")
     unknown = norms_of(trained.model, pick(task.unknown_x), task.mean, task.std, part, method, probes,
                        unit=unit, progress=progress, label="unknown")
     summary = {"method": trained.meta.get("method"), "task": trained.meta.get("task"), "representation": part,
                "unit_normalised": unit, "jacobian": method, "probes": probes if method == "estimate" else None,
-               **summarize_norms(known, unknown)}
+               **summarize_norms(known, unknown),
+               **class_separation(features_of(trained.model, known_x, task.mean, task.std, part, unit),
+                                  task.test_y[known_idx].numpy())}
     atomic_write_bytes(out_dir / "jacobian_norms.npz", lambda f: np.savez(f, known=known, unknown=unknown))
     atomic_write_text(out_dir / "jacobian_summary.json", json.dumps(summary, indent=2, default=float) + "\n")
     plot_known_vs_unknown(known, unknown, out_dir / "jacobian_norms.png", f"||∂f/∂x||_F ({part})",
