@@ -130,6 +130,33 @@ def test_crosr_equals_openmax_on_joint_vector(pool):
     assert torch.allclose(again.probabilities(flat(test)), expected, atol=1e-12)
 
 
+@pytest.mark.parametrize("how", ["block", "standardize"])
+def test_crosr_joint_scale_equals_openmax_on_rescaled_vector(how, tmp_path):
+    from sklearn.preprocessing import StandardScaler
+
+    train, test = _synthetic(seed=0), _synthetic(n=30, seed=1)
+    joint = lambda o: torch.cat([o.logits, torch.cat([m.flatten(2).mean(2) for m in o.extras["latent_maps"]], 1)], 1)  # noqa: E731
+    jt, js = joint(train).numpy(), joint(test).numpy()
+    if how == "block":  # each block divided by its mean training norm
+        ny, nz = np.linalg.norm(jt[:, :3], axis=1).mean(), np.linalg.norm(jt[:, 3:], axis=1).mean()
+        rescale = lambda j: np.c_[j[:, :3] / ny, j[:, 3:] / nz]  # noqa: E731
+    else:
+        sc = StandardScaler().fit(jt)
+        rescale = sc.transform
+    ref = OpenMax(tailsize=10, alpha=None, distance="euclidean")
+    ref.fit(train.logits, train.labels, features=torch.from_numpy(rescale(jt)))
+    expected = ref.probabilities(test.logits, features=torch.from_numpy(rescale(js)))
+    crosr = CROSRScorer(tailsize=10, joint_scale=how).fit(train)
+    assert torch.allclose(crosr.probabilities(test), expected, rtol=0, atol=1e-10)
+    # and the scaling differs from the raw joint vector, so the option has an effect
+    assert not torch.allclose(CROSRScorer(tailsize=10).fit(train).probabilities(test), expected, atol=1e-6)
+    torch.save(crosr.state_dict(), tmp_path / "s.pt")
+    again = CROSRScorer().load_state_dict(torch.load(tmp_path / "s.pt", weights_only=True))
+    assert torch.equal(again.probabilities(test), crosr.probabilities(test))
+    with pytest.raises(ValueError, match="joint_scale must be one of"):
+        CROSRScorer(joint_scale="minmax")
+
+
 def test_state_dict_round_trip(tmp_path, cases):
     om = _fit_case(cases[1])
     crosr = CROSRScorer(tailsize=10, pool="max").fit(_synthetic())

@@ -7,7 +7,7 @@ import torch
 
 from osrkit.cli import main
 from osrkit.data.tasks import make_task
-from osrkit.engine.pipeline import evaluate, fit_method, load_trained, task_from_checkpoint
+from osrkit.engine.pipeline import evaluate, fit_method, load_trained, task_from_checkpoint, with_scorer
 from osrkit.methods import default_config
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -57,3 +57,16 @@ def test_run_openmax_crosr_on_class_splits(capsys):
 def test_lsun_needs_its_own_folder():
     with pytest.raises(ValueError, match="--outlier-root"):
         make_task("digits", split=None, outlier="lsun-crop", data_root=SHARED_DATA)
+
+
+def test_crosr_joint_scale_option_saves_loads_and_overrides(tmp_path):
+    task = make_task("digits", split=None, outlier="noise")
+    cfg = default_config("crosr", "digits").replace(epochs=2, method_params={"tailsize": 10, "joint_scale": "block"})
+    trained = fit_method("crosr", task, cfg, checkpoint=tmp_path / "m.pt", progress=False)
+    assert trained.scorer.scaler.how == "block"
+    res = evaluate(trained, task)
+    loaded = load_trained(tmp_path / "m.pt")
+    assert loaded.scorer.scaler.how == "block"
+    assert evaluate(loaded, task_from_checkpoint(loaded.meta))["auroc"] == pytest.approx(res["auroc"], abs=1e-9)
+    raw = with_scorer(trained, "crosr", task, params={"joint_scale": "none"})
+    assert raw.scorer.scaler.how == "none" and raw.meta["threshold"] != trained.meta["threshold"]

@@ -81,7 +81,8 @@ register_method(Method("openmax", "cross-entropy; OpenMax recalibration on the l
                        {"label_smoothing": 0.0, "tailsize": 20, "alpha": 10, "distance": "eucos"}))
 
 # latent pooling (avg | max) is DHRNet's `latent_pool` (model_kwargs), applied before the scorer sees the latents
-_CROSR_PARAMS = {"recon_weight": 1.0, "tailsize": 20, "alpha": None, "distance": "euclidean"}
+# joint_scale: "none" is the paper; "block"/"standardize" rescale [y, z] so the logits do not dominate the distance
+_CROSR_PARAMS = {"recon_weight": 1.0, "tailsize": 20, "alpha": None, "distance": "euclidean", "joint_scale": "none"}
 
 
 def _recon_loss(k: int, p: dict) -> torch.nn.Module:
@@ -90,7 +91,8 @@ def _recon_loss(k: int, p: dict) -> torch.nn.Module:
 
 register_method(Method("crosr", "DHRNet (classify + reconstruct); OpenMax on [logits, latents] (Yoshihashi et al. 2019)",
                        _recon_loss,
-                       lambda k, p: CROSRScorer(tailsize=p["tailsize"], alpha=p["alpha"], distance=p["distance"]),
+                       lambda k, p: CROSRScorer(tailsize=p["tailsize"], alpha=p["alpha"], distance=p["distance"],
+                                                joint_scale=p["joint_scale"]),
                        dict(_CROSR_PARAMS), loss_step=reconstruction_step, model="dhrnet"))
 register_method(Method("dhrnet-softmax", "CROSR ablation: DHRNet trained as CROSR, scored by 1 - max softmax",
                        _recon_loss, lambda k, p: MSPScore(), {"recon_weight": 1.0},

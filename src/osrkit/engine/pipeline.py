@@ -150,14 +150,17 @@ def task_from_checkpoint(meta: dict[str, Any], data_root=None, download: bool = 
                      test_only=True, outlier=spec.get("outlier"), outlier_root=spec.get("outlier_root"))
 
 
-def with_scorer(trained: Trained, method: str, task: OpenSetTask, device: str = "cpu") -> Trained:
+def with_scorer(trained: Trained, method: str, task: OpenSetTask, device: str = "cpu",
+                params: dict[str, Any] | None = None) -> Trained:
     """The same trained network scored by another method's scorer (e.g. MLS on a softmax-trained net).
 
-    Only valid between methods that share a training loss; the caller decides that.
+    Only valid between methods that share a training loss; the caller decides that. `params` override the
+    scorer's method parameters (e.g. {"joint_scale": "block"} for crosr).
     """
     m = get_method(method)
     cfg = TrainConfig.from_dict(trained.meta["osrkit_config"])
-    scorer = m.make_scorer(task.num_classes, m.resolved_params({k: v for k, v in cfg.method_params.items() if k in m.params}))
+    given = {k: v for k, v in cfg.method_params.items() if k in m.params} | dict(params or {})
+    scorer = m.make_scorer(task.num_classes, m.resolved_params(given))
     scorer.fit(predict(trained.model, task.train_x, task.mean, task.std, labels=task.train_y, device=device,
                        batch_size=cfg.eval_batch_size))
     meta = {**trained.meta, "method": method}

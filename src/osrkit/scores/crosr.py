@@ -15,6 +15,7 @@ from osrkit.scores.base import Scorer, ScoreResult
 from osrkit.scores.openmax import OpenMax
 
 POOLS = ("avg", "max")
+JOINT_SCALES = ("none", "block", "standardize")
 
 
 def pool_map(m: torch.Tensor, pool: str) -> torch.Tensor:
@@ -54,16 +55,64 @@ def joint_vector(outputs: Outputs, pool: str = "avg") -> torch.Tensor:
     return torch.cat([outputs.logits.detach().double(), z.detach().to(outputs.logits.device).double()], dim=1)
 
 
+class JointScaler:
+    """Optional rescaling of the joint vector [y, z] before OpenMax's distances, fitted on training vectors.
+
+    "none" is the paper. The raw logits can dominate the Euclidean distance (CROSR protocol A:
+    ||y|| ~ 16 against ||z|| ~ 7), which turns CROSR into logits-only OpenMax; "block" divides the logits
+    and the latents each by their mean training norm, "standardize" z-scores every dimension.
+    """
+
+    def __init__(self, how: str = "none", num_logits: int | None = None) -> None:
+        if how not in JOINT_SCALES:
+            raise ValueError(f"joint_scale must be one of {JOINT_SCALES}, got {how!r}")
+        self.how, self.num_logits = how, num_logits
+        self.shift: torch.Tensor | None = None
+        self.scale: torch.Tensor | None = None
+
+    def fit(self, joint: torch.Tensor) -> "JointScaler":
+        joint = joint.double()
+        d = joint.shape[1]
+        self.shift, self.scale = torch.zeros(d, dtype=torch.float64), torch.ones(d, dtype=torch.float64)
+        if self.how == "block":
+            k = self.num_logits
+            if k is None or not 0 < k < d:
+                raise ValueError(f"block scaling needs 0 < num_logits < {d}, got {k}")
+            self.scale[:k] = joint[:, :k].norm(dim=1).mean().clamp_min(1e-12)
+            self.scale[k:] = joint[:, k:].norm(dim=1).mean().clamp_min(1e-12)
+        elif self.how == "standardize":
+            self.shift = joint.mean(0)
+            self.scale = joint.std(0, correction=0).clamp_min(1e-12)
+        return self
+
+    def transform(self, joint: torch.Tensor) -> torch.Tensor:
+        if self.how == "none":
+            return joint.double()
+        if self.scale is None:
+            raise RuntimeError("JointScaler.transform before fit")
+        return (joint.double() - self.shift.to(joint.device)) / self.scale.to(joint.device)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"how": self.how, "num_logits": self.num_logits, "shift": self.shift, "scale": self.scale}
+
+    def load_state_dict(self, state: dict[str, Any]) -> "JointScaler":
+        self.__init__(state["how"], state["num_logits"])
+        self.shift, self.scale = state["shift"], state["scale"]
+        return self
+
+
 class CROSRScorer(Scorer):
     """OpenMax with distances on [logits, latents] and recalibration of the logits."""
 
     name = "crosr"
 
     def __init__(self, tailsize: int = 20, alpha: int | None = None, distance: str = "euclidean",
-                 pool: str = "avg", score: str = "unknown_prob", fit_method: str = "libmr") -> None:
+                 pool: str = "avg", score: str = "unknown_prob", fit_method: str = "libmr",
+                 joint_scale: str = "none") -> None:
         if pool not in POOLS:
             raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
         self.pool = pool
+        self.scaler = JointScaler(joint_scale)
         self.openmax = OpenMax(tailsize=tailsize, alpha=alpha, distance=distance, score=score,
                                fit_method=fit_method)
 
@@ -71,23 +120,30 @@ class CROSRScorer(Scorer):
         """Fit OpenMax on the joint vectors of training outputs (labels required)."""
         if outputs.labels is None:
             raise ValueError("CROSRScorer.fit needs labels: the Outputs passed have labels=None")
-        self.openmax.fit(outputs.logits, outputs.labels, features=joint_vector(outputs, self.pool))
+        self.scaler.num_logits = outputs.logits.shape[1]
+        joint = self.scaler.fit(joint_vector(outputs, self.pool)).transform(joint_vector(outputs, self.pool))
+        self.openmax.fit(outputs.logits, outputs.labels, features=joint)
         return self
+
+    def _joint(self, outputs: Outputs) -> torch.Tensor:
+        return self.scaler.transform(joint_vector(outputs, self.pool))
 
     def probabilities(self, outputs: Outputs) -> torch.Tensor:
         """(N, K + 1) probabilities, P(unknown) in the last column."""
-        return self.openmax.probabilities(outputs.logits, joint_vector(outputs, self.pool))
+        return self.openmax.probabilities(outputs.logits, self._joint(outputs))
 
     def score(self, outputs: Outputs) -> ScoreResult:
         """Unknown score (P(unknown) by default) and predicted known class."""
-        return self.openmax.score(outputs.logits, joint_vector(outputs, self.pool))
+        return self.openmax.score(outputs.logits, self._joint(outputs))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"pool": self.pool, "openmax": self.openmax.state_dict()}
+        return {"pool": self.pool, "openmax": self.openmax.state_dict(), "scaler": self.scaler.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> "CROSRScorer":
         if state["pool"] not in POOLS:
             raise ValueError(f"pool must be one of {POOLS}, got {state['pool']!r}")
         self.pool = state["pool"]
         self.openmax.load_state_dict(state["openmax"])
+        # checkpoints from before joint_scale existed used the raw joint vector
+        self.scaler = JointScaler().load_state_dict(state["scaler"]) if "scaler" in state else JointScaler("none")
         return self
