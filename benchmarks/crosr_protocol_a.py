@@ -11,7 +11,6 @@ Writes benchmarks/results/crosr_protocol_a.{json,md} with the paper's numbers be
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -75,7 +74,7 @@ def main() -> None:
                 print(f"{method:15s} {outlier:12s} F1={res['f1']:.4f} AUROC={res['auroc']:.4f} "
                       f"acc={res['accuracy']:.4f}", flush=True)
     h = header()
-    md = [f"# CROSR protocol A (MNIST, 10 known; 10,000 outliers per set): macro-F1 over 11 classes", "",
+    md = ["# CROSR protocol A (MNIST, 10 known; 10,000 outliers per set): macro-F1 over 11 classes", "",
           f"Schedule: {args.epochs} epochs, SGD one-cycle (osrkit's short CPU recipe); CE network `{args.ce_model}`, "
           f"DHRNet (osrkit defaults); inputs {args.image_size}x{args.image_size}; threshold rejects 10% of validation knowns.", "",
           "| method | Omniglot | MNIST-noise | Noise | paper (Omniglot / MNIST-noise / Noise) | AUROC (Omniglot / MNIST-noise / Noise) |",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from osrkit.models.dhrnet import DHRNet, crosr_loss, reconstruction_loss
+from osrkit.losses.reconstruction import crosr_loss, reconstruction_loss
+from osrkit.models.dhrnet import DHRNet
 from osrkit.models.output import ModelOutput
 
 

@@ -3,10 +3,28 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from osrkit.models.dhrnet import crosr_loss
 from osrkit.models.output import ModelOutput
+
+
+def reconstruction_loss(output: ModelOutput, x: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between the input and DHRNet's reconstruction (mean over all elements)."""
+    return F.mse_loss(output.extras["reconstruction"], x)
+
+
+def crosr_loss(
+    output: ModelOutput, x: torch.Tensor, labels: torch.Tensor, recon_weight: float = 1.0
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """CROSR's training loss: cross-entropy(y) + recon_weight * MSE(x, x~_1).
+
+    Returns (total, {"ce": ..., "recon": ...}); the parts are detached scalars, for logging.
+    """
+    ce = F.cross_entropy(output.logits, labels)
+    recon = reconstruction_loss(output, x)
+    total = ce + recon_weight * recon
+    return total, {"ce": ce.detach(), "recon": recon.detach()}
 
 
 class ClassificationReconstructionLoss(nn.Module):

@@ -26,7 +26,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from osrkit.models.output import ModelOutput
@@ -139,22 +138,4 @@ class DHRNet(nn.Module):
         return ModelOutput(logits, emb, extras)
 
 
-def reconstruction_loss(output: ModelOutput, x: torch.Tensor) -> torch.Tensor:
-    """Mean squared error between the input and DHRNet's reconstruction (mean over all elements)."""
-    return F.mse_loss(output.extras["reconstruction"], x)
-
-
-def crosr_loss(
-    output: ModelOutput, x: torch.Tensor, labels: torch.Tensor, recon_weight: float = 1.0
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """CROSR's training loss: cross-entropy(y) + recon_weight * MSE(x, x~_1).
-
-    Returns (total, {"ce": ..., "recon": ...}); the parts are detached scalars, for logging.
-    """
-    ce = F.cross_entropy(output.logits, labels)
-    recon = reconstruction_loss(output, x)
-    total = ce + recon_weight * recon
-    return total, {"ce": ce.detach(), "recon": recon.detach()}
-
-
-__all__ = ["DHRNet", "reconstruction_loss", "crosr_loss"]
+__all__ = ["DHRNet"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from osrkit.losses.cac import CACLoss, class_means_of_correct
+from osrkit.losses.cac import class_means_of_correct
 from osrkit.outputs import Outputs
 from osrkit.scores.base import Scorer, ScoreResult
 
