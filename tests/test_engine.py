@@ -115,3 +115,17 @@ def test_method_backbone_mismatch_is_a_clear_error(task):
     cfg = default_config("crosr", "digits").replace(model="small", epochs=1)
     with pytest.raises(ValueError, match="needs the dhrnet backbone"):
         fit_method("crosr", task, cfg, progress=False)
+
+
+def test_same_config_accepts_a_method_parameter_added_later_at_its_default():
+    from osrkit.engine.train import same_config
+
+    current = default_config("movr", "mnist").to_dict()
+    old = {**current, "method_params": {k: v for k, v in current["method_params"].items() if k != "rotation_weight"}}
+    assert current["method_params"]["rotation_weight"] == 0.0
+    assert same_config(old, current, "movr")
+    assert not same_config(old, current, None)  # without the method, no defaults to fill in
+    changed = {**current, "method_params": {**current["method_params"], "rotation_weight": 0.1}}
+    assert not same_config(old, changed, "movr")
+    assert not same_config({**old, "lr": 123.0}, current, "movr")
+    assert not same_config(None, current, "movr")

@@ -63,6 +63,21 @@ def _validate(model, loss_fn, loss_step, task: OpenSetTask, cfg: TrainConfig, de
     return total / n, correct / n
 
 
+def same_config(saved: dict | None, current: dict, method: str | None = None) -> bool:
+    """Whether a checkpoint's config matches, counting a method parameter added since it was written as
+    matching when the current run uses that parameter's default (so old checkpoints stay resumable)."""
+    if saved is None:
+        return False
+    if method is not None and "method_params" in saved:
+        from osrkit.methods import METHODS  # lazy: methods imports the engine
+
+        defaults = METHODS[method].params if method in METHODS else {}
+        filled = {k: v for k, v in defaults.items() if k in current.get("method_params", {})
+                  and current["method_params"][k] == v}
+        saved = {**saved, "method_params": {**filled, **saved["method_params"]}}
+    return saved == current
+
+
 class NonFiniteLossError(FloatingPointError):
     """Training diverged; the message says where and what to change."""
 
@@ -98,7 +113,7 @@ def train(model: torch.nn.Module, loss_fn: torch.nn.Module, task: OpenSetTask, c
         ts = state.get("train_state")
         if ts is None:
             raise ValueError(f"{checkpoint} holds no training state to resume from")
-        if state.get("config") != cfg.to_dict():
+        if not same_config(state.get("config"), cfg.to_dict(), (meta or {}).get("method")):
             raise ValueError(f"{checkpoint} was written with a different config; resume needs the same settings "
                              "(or delete the checkpoint to start over)")
         if meta is not None and "task" in meta and state.get("task") != meta["task"]:
