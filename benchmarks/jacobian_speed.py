@@ -10,7 +10,7 @@ untimed warm-up on the same shapes (oneDNN builds kernels per shape); speeds are
 wall-clock second and per process-CPU second, with speed ratios to the loop and to the exact default.
 The estimator's relative error is mean_i |est_i - exact_i| / exact_i over the benchmark samples.
 
-Run: .venv/bin/python benchmarks/jacobian_speed.py  (writes benchmarks/results/jacobian_speed.json)
+Run: .venv/bin/python benchmarks/jacobian_speed.py  (writes benchmarks/results/jacobian_speed.{json,md})
 """
 
 from __future__ import annotations
@@ -77,7 +77,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "jacobian_speed.json"))
+    ap.add_argument("--render-only", action="store_true", help="rebuild the Markdown from the JSON at --out")
     args = ap.parse_args()
+    if args.render_only:
+        out = Path(args.out)
+        write_results(json.loads(out.read_text()), out)
+        return
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -199,10 +204,42 @@ def main() -> None:
         "targets": targets,
         "raw_seconds_per_sample": {"wall": wall, "cpu": cpu},
     }
-    out = Path(args.out)
+    write_results(result, Path(args.out))
+
+
+def render(result: dict) -> str:
+    """The Markdown table of a result: speeds, ratios to the loop, errors, and whether each target is met."""
+    m, t = result["machine"], result["targets"]
+    md = [f"# Jacobian norm speed: {result['setup']['model']}", "",
+          "| variant | samples | samples/s (wall) | samples/s (CPU) | × loop (CPU) | × exact (CPU) | mean rel. error |",
+          "|---|---|---|---|---|---|---|"]
+    md += [f"| {r['variant']} | {r['samples']} | {r['samples_per_s_wall']:.2f} | {r['samples_per_s_cpu']:.2f} | "
+           f"{r['speedup_vs_loop_cpu']:.2f} | {r['speedup_vs_exact_backward_cpu']:.2f} | {r['mean_rel_error_vs_exact']:.4f} |"
+           for r in result["results"]]
+    ex, es = t["exact_vs_loop"], t["estimate_vs_loop"]
+    md += ["", f"Target exact ≥ {ex['target']:.0f}× the loop: best {ex['best_variant']} at {ex['speedup_cpu']:.2f}× "
+           f"({'met' if ex['met'] else 'not met'}).",
+           f"Target estimator within {es['target_rel_error']:.0%} at ≥ {es['target_speedup']:.0f}×: best within error "
+           f"{es['best_variant_within_error']} at {es['speedup_cpu'] or 0:.1f}× ({'met' if es['met'] else 'not met'}).", "",
+           "Why the targets are out of reach on this CPU: the loop and the batched exact norm do the same work "
+           "(one backward pass per output dimension, 128 here); batching only saves per-call overhead, which on a "
+           "2-core CPU is small next to the convolutions, so the exact norm is FLOP-bound at a small multiple of the "
+           "loop. The estimator's speed-up is about 128 / k times that multiple, so ≥ 100× needs k ≈ 1, whose error "
+           "exceeds 5%. On a GPU, where batch-1 passes leave the device mostly idle, batching gains far more.", "",
+           f"Command: `{result['command']}`; date {result['date']}; {m['processor']}, {m['cpu_count']} cores, "
+           f"{m['torch_threads']} threads, torch {result['torch']}, OMP_WAIT_POLICY={m['OMP_WAIT_POLICY']}; load "
+           f"average before/after {m['loadavg_before'][0]:.1f}/{m['loadavg_after'][0]:.1f}. Timing: {result['setup']['timing']}."]
+    return "\n".join(md) + "\n"
+
+
+def write_results(result: dict, out: Path) -> None:
+    """Write the JSON and the Markdown beside it, each atomically."""
+    from osrkit.engine.checkpoint import atomic_write_text
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+    atomic_write_text(out.with_suffix(".md"), render(result))
+    print(f"wrote {out} and {out.with_suffix('.md').name}")
 
 
 if __name__ == "__main__":
