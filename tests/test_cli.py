@@ -20,8 +20,11 @@ def test_run_prints_table_and_writes_files(tmp_path, capsys):
     assert len(data["rows"]) == 4 and {r["method"] for r in data["rows"]} == {"softmax", "cac"}
     for s in data["summary"]:
         assert 0.5 < s["auroc"]["mean"] <= 1.0 and s["n"] == 2
+    assert data["command"].startswith("osrkit run --task digits --method softmax,cac") and data["date"][:4].isdigit() and data["machine"]["cpu_count"] >= 1
+    assert data["configs"]["cac"]["epochs"] == 2
     md = (tmp_path / "r.md").read_text()
-    assert md.startswith("| method |") and "±" in md
+    assert md.startswith("# digits, neal splits 0,1") and "| method |" in md and "±" in md
+    assert "Command: `osrkit " in md and "cac: " in md and "2 epochs" in md
 
 
 def test_train_then_eval_json(tmp_path, capsys):

@@ -206,6 +206,29 @@ def markdown_table(summary: list[dict], metrics: Sequence[str] = TABLE_METRICS) 
     return "\n".join(lines)
 
 
+def run_provenance(args, configs: dict[str, TrainConfig]) -> dict[str, Any]:
+    """Command, date, machine, commit and each method's schedule: what a results file must name."""
+    import datetime as dt
+    import shlex
+
+    from osrkit.results.grid import _machine
+    from osrkit.results.store import git_commit
+
+    return {"command": shlex.join(["osrkit", *getattr(args, "argv", sys.argv[1:])]), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "machine": _machine(args.device or "cpu"), "git_commit": git_commit(),
+            "configs": {m: c.to_dict() for m, c in configs.items()}}
+
+
+def provenance_footer(prov: dict[str, Any]) -> str:
+    """One Markdown paragraph: schedule per method, then command, date, machine and commit."""
+    m = prov["machine"]
+    sched = "; ".join(f"{name}: {c.get('model')}, {c.get('epochs')} epochs, {c.get('optimizer')} {c.get('schedule')} lr {c.get('lr')}, "
+                      f"batch {c.get('batch_size')}" for name, c in prov["configs"].items())
+    where = f"{m['platform']}, {m['cpu_count']} cores, {m['threads']} threads, torch {m['torch']}" + (f", {m['gpu']}" if m.get("gpu") else "")
+    return (f"Schedule: {sched}.\n\nCommand: `{prov['command']}`; date {prov['date'][:10]}; {where}; "
+            f"commit {prov['git_commit'][:7]}.")
+
+
 def cmd_run(args) -> int:
     from osrkit.engine.pipeline import evaluate, fit_method
 
@@ -216,8 +239,9 @@ def cmd_run(args) -> int:
     else:
         splits = _int_list(args.splits, "--splits") if args.splits else list(range(num_splits(args.family, args.task)))
     rows = []
+    configs = {}
     for method in methods:
-        cfg = build_config(args, method, args.task)
+        cfg = configs[method] = build_config(args, method, args.task)
         for split in splits:
             t0 = time.perf_counter()
             task = _make_task(args, split, seed=cfg.seed)
@@ -236,10 +260,12 @@ def cmd_run(args) -> int:
         t.add_row(s["method"], str(s["n"]), *[f"{s[m]['mean']:.4f} ± {s[m]['std']:.4f}" for m in TABLE_METRICS],
                   f"{s['seconds']:.0f}")
     Console(width=max(Console().width, 110)).print(t)
+    prov = run_provenance(args, configs)
     if args.json:
-        _write_json(args.json, {"task": args.task, "family": args.family, "rows": rows, "summary": summary})
+        _write_json(args.json, {"task": args.task, "family": args.family, **prov, "rows": rows, "summary": summary})
     if args.markdown:
-        atomic_write_text(args.markdown, markdown_table(summary) + "\n")
+        title = f"# {args.task}" + ("" if args.known or args.outlier else f", {args.family} splits {','.join(map(str, splits))}")
+        atomic_write_text(args.markdown, f"{title}\n\n{markdown_table(summary)}\n\n{provenance_footer(prov)}\n")
     return 0
 
 
@@ -350,9 +376,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if args.command is None:
-        args = parser.parse_args(["run", *(argv or [])])
+        args = parser.parse_args(["run", *argv])
+    args.argv = argv
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError, sqlite3.Error, pickle.UnpicklingError) as e:
