@@ -24,6 +24,7 @@ def test_run_prints_table_and_writes_files(tmp_path, capsys):
     assert data["configs"]["cac"]["epochs"] == 2
     md = (tmp_path / "r.md").read_text()
     assert md.startswith("# digits, neal splits 0,1") and "| method |" in md and "±" in md
+    assert "training / split (s)" in md and all(r["train_seconds"] > 0 for r in data["rows"])
     assert "Command: `osrkit " in md and "cac: " in md and "2 epochs" in md
 
 

@@ -189,7 +189,8 @@ def summarize(rows: list[dict], metrics: Sequence[str] = TABLE_METRICS) -> list[
     out = []
     for method in dict.fromkeys(r["method"] for r in rows):
         sel = [r for r in rows if r["method"] == method]
-        s = {"method": method, "n": len(sel), "seconds": float(sum(r["seconds"] for r in sel))}
+        s = {"method": method, "n": len(sel), "seconds": float(sum(r["seconds"] for r in sel)),
+             "train_seconds": float(np.mean([r.get("train_seconds", np.nan) for r in sel]))}
         for m in metrics:
             vals = np.array([r[m] for r in sel], dtype=float)
             s[m] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0}
@@ -198,11 +199,12 @@ def summarize(rows: list[dict], metrics: Sequence[str] = TABLE_METRICS) -> list[
 
 
 def markdown_table(summary: list[dict], metrics: Sequence[str] = TABLE_METRICS) -> str:
-    head = "| method | splits | " + " | ".join(m.upper() if m != "accuracy" else "Accuracy" for m in metrics) + " | time (s) |"
-    lines = [head, "|" + "---|" * (len(metrics) + 3)]
+    head = ("| method | splits | " + " | ".join(m.upper() if m != "accuracy" else "Accuracy" for m in metrics)
+            + " | training / split (s) | this command (s) |")
+    lines = [head, "|" + "---|" * (len(metrics) + 4)]
     for s in summary:
         cells = " | ".join(f"{s[m]['mean']:.4f} ± {s[m]['std']:.4f}" for m in metrics)
-        lines.append(f"| {s['method']} | {s['n']} | {cells} | {s['seconds']:.0f} |")
+        lines.append(f"| {s['method']} | {s['n']} | {cells} | {s.get('train_seconds', float('nan')):.0f} | {s['seconds']:.0f} |")
     return "\n".join(lines)
 
 
@@ -251,15 +253,16 @@ def cmd_run(args) -> int:
                                  progress=not args.no_progress)
             res = evaluate(trained, task, device=args.device)
             rows.append({"method": method, "task": task.name, "split": split, "seconds": time.perf_counter() - t0,
+                         "train_seconds": float(trained.meta.get("train_seconds", float("nan"))),
                          **{k: v for k, v in res.items() if isinstance(v, (int, float))}})
     summary = summarize(rows)
     t = Table(title=f"{args.task} ({args.family} splits {','.join(map(str, splits))}): mean ± std")
-    for c in ("method", "splits", "AUROC", "OSCR", "accuracy", "time (s)"):
+    for c in ("method", "splits", "AUROC", "OSCR", "accuracy", "train/split (s)", "wall (s)"):
         t.add_column(c, no_wrap=True)
     for s in summary:
         t.add_row(s["method"], str(s["n"]), *[f"{s[m]['mean']:.4f} ± {s[m]['std']:.4f}" for m in TABLE_METRICS],
-                  f"{s['seconds']:.0f}")
-    Console(width=max(Console().width, 110)).print(t)
+                  f"{s['train_seconds']:.0f}", f"{s['seconds']:.0f}")
+    Console(width=max(Console().width, 125)).print(t)
     prov = run_provenance(args, configs)
     if args.json:
         _write_json(args.json, {"task": args.task, "family": args.family, **prov, "rows": rows, "summary": summary})
