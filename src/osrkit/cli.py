@@ -225,7 +225,8 @@ def provenance_footer(prov: dict[str, Any]) -> str:
     """One Markdown paragraph: schedule per method, then command, date, machine and commit."""
     m = prov["machine"]
     sched = "; ".join(f"{name}: {c.get('model')}, {c.get('epochs')} epochs, {c.get('optimizer')} {c.get('schedule')} lr {c.get('lr')}, "
-                      f"batch {c.get('batch_size')}" for name, c in prov["configs"].items())
+                      f"batch {c.get('batch_size')}" + (f", method parameters {c['method_params']}" if c.get("method_params") else "")
+                      for name, c in prov["configs"].items())
     where = f"{m['platform']}, {m['cpu_count']} cores, {m['threads']} threads, torch {m['torch']}" + (f", {m['gpu']}" if m.get("gpu") else "")
     return (f"Schedule: {sched}.\n\nCommand: `{prov['command']}`; date {prov['date'][:10]}; {where}; "
             f"commit {prov['git_commit'][:7]}.")
