@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from osrkit.cli import main
 
@@ -64,3 +65,22 @@ def test_eval_of_foreign_checkpoint(tmp_path, capsys):
     torch.save({"net": {}}, tmp_path / "x.pt")
     assert main(["eval", str(tmp_path / "x.pt")]) == 2
     assert "import-cac" in capsys.readouterr().err
+
+
+def test_run_with_other_scorer_parameters_reuses_the_trained_network(tmp_path):
+    from osrkit.engine.checkpoint import load_checkpoint
+    from osrkit.engine.pipeline import load_trained
+
+    base = ["run", "--task", "digits", "--method", "openmax", "--splits", "0", "--epochs", "3", "--no-progress",
+            "--out-dir", str(tmp_path)]
+    assert main([*base, "--json", str(tmp_path / "a.json")]) == 0
+    (ckpt,) = tmp_path.glob("*.pt")
+    weights = load_checkpoint(ckpt)["model"]
+    assert main([*base, "--param", "tailsize=5", "--json", str(tmp_path / "b.json")]) == 0
+    assert list(tmp_path.glob("*.pt")) == [ckpt]  # same checkpoint: not retrained
+    after = load_checkpoint(ckpt)
+    assert all(torch.equal(weights[k], after["model"][k]) for k in weights)
+    assert load_trained(ckpt).scorer.tailsize == 5 and after["osrkit_config"]["method_params"]["tailsize"] == 5
+    a, b = (json.loads((tmp_path / f).read_text())["rows"][0] for f in ("a.json", "b.json"))
+    assert a["train_seconds"] == b["train_seconds"]  # (accuracy may move: OpenMax recalibrates the prediction too)
+    assert a["auroc"] != b["auroc"]  # the scorer was refit with the new tail size

@@ -129,3 +129,13 @@ def test_same_config_accepts_a_method_parameter_added_later_at_its_default():
     assert not same_config(old, changed, "movr")
     assert not same_config({**old, "lr": 123.0}, current, "movr")
     assert not same_config(None, current, "movr")
+
+
+def test_same_config_ignores_scorer_only_parameters():
+    from osrkit.engine.train import same_config
+
+    current = default_config("openmax", "mnist").to_dict()
+    other_scorer = {**current, "method_params": {**current["method_params"], "tailsize": 5, "distance": "cosine"}}
+    assert same_config(other_scorer, current, "openmax")
+    other_loss = {**current, "method_params": {**current["method_params"], "label_smoothing": 0.1}}
+    assert not same_config(other_loss, current, "openmax")

@@ -177,10 +177,12 @@ def cmd_eval(args) -> int:
 
 
 def checkpoint_name(method: str, task, cfg: TrainConfig) -> str:
-    """A checkpoint file name unique to method, task (its classes) and the full config."""
+    """A checkpoint file name unique to method, task (its classes) and the training config; scorer-only
+    parameters are left out, so changing them refits the scorer on the same trained network."""
+    from osrkit.methods import training_config
     from osrkit.results.store import config_hash
 
-    h = config_hash({**cfg.to_dict(), "task": task.spec})
+    h = config_hash({**training_config(cfg.to_dict(), method), "task": task.spec})
     return f"{method}-{task.name.replace('/', '-').replace('+', 'plus')}-seed{cfg.seed}-{h}.pt"
 
 

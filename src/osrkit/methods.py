@@ -36,6 +36,8 @@ class Method:
     loss_step: LossStep = default_loss_step
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. a cosine classifier head
     model: str | None = None  # a backbone the method needs (e.g. dhrnet); None = the config's
+    # params only the scorer reads: changing them refits the scorer on the trained network, no retraining
+    scorer_params: tuple[str, ...] = ()
 
     def resolved_params(self, overrides: dict | None = None) -> dict[str, Any]:
         unknown = sorted(set(overrides or {}) - set(self.params))
@@ -45,6 +47,12 @@ class Method:
 
 
 METHODS: dict[str, Method] = {}
+
+
+def training_config(cfg: dict[str, Any], method: str) -> dict[str, Any]:
+    """A config dict without the method's scorer-only parameters: what decides the trained weights."""
+    skip = set(METHODS[method].scorer_params) if method in METHODS else set()
+    return {**cfg, "method_params": {k: v for k, v in cfg.get("method_params", {}).items() if k not in skip}}
 
 
 def register_method(method: Method) -> Method:
@@ -71,14 +79,17 @@ register_method(Method("softmax", "cross-entropy; unknown score 1 - max softmax 
 register_method(Method("mls", "cross-entropy; unknown score -max logit (Vaze et al. 2022)", _ce,
                        lambda k, p: MLSScore(), {"label_smoothing": 0.0}))
 register_method(Method("energy", "cross-entropy; unknown score -logsumexp(logits) (Liu et al. 2020)", _ce,
-                       lambda k, p: EnergyScore(p["temperature"]), {"label_smoothing": 0.0, "temperature": 1.0}))
+                       lambda k, p: EnergyScore(p["temperature"]), {"label_smoothing": 0.0, "temperature": 1.0},
+                       scorer_params=("temperature",)))
 register_method(Method("cac", "class anchor clustering loss; distance-based score (Miller et al. 2021)",
                        lambda k, p: CACLoss(k, alpha=p["alpha"], lbda=p["lbda"]),
                        lambda k, p: CACScore(k), {"alpha": 10.0, "lbda": 0.1}))
 
+_EVT_PARAMS = ("tailsize", "alpha", "distance")
 register_method(Method("openmax", "cross-entropy; OpenMax recalibration on the logits (Bendale & Boult 2016)", _ce,
                        lambda k, p: OpenMax(tailsize=p["tailsize"], alpha=p["alpha"], distance=p["distance"]),
-                       {"label_smoothing": 0.0, "tailsize": 20, "alpha": 10, "distance": "eucos"}))
+                       {"label_smoothing": 0.0, "tailsize": 20, "alpha": 10, "distance": "eucos"},
+                       scorer_params=_EVT_PARAMS))
 
 # latent pooling (avg | max) is DHRNet's `latent_pool` (model_kwargs), applied before the scorer sees the latents
 # joint_scale: "none" is the paper; "block"/"standardize" rescale [y, z] so the logits do not dominate the distance
@@ -93,7 +104,8 @@ register_method(Method("crosr", "DHRNet (classify + reconstruct); OpenMax on [lo
                        _recon_loss,
                        lambda k, p: CROSRScorer(tailsize=p["tailsize"], alpha=p["alpha"], distance=p["distance"],
                                                 joint_scale=p["joint_scale"]),
-                       dict(_CROSR_PARAMS), loss_step=reconstruction_step, model="dhrnet"))
+                       dict(_CROSR_PARAMS), loss_step=reconstruction_step, model="dhrnet",
+                       scorer_params=(*_EVT_PARAMS, "joint_scale")))
 register_method(Method("dhrnet-softmax", "CROSR ablation: DHRNet trained as CROSR, scored by 1 - max softmax",
                        _recon_loss, lambda k, p: MSPScore(), {"recon_weight": 1.0},
                        loss_step=reconstruction_step, model="dhrnet"))
@@ -101,9 +113,10 @@ register_method(Method("dhrnet-openmax", "CROSR ablation: DHRNet trained as CROS
                        _recon_loss,
                        lambda k, p: OpenMax(tailsize=p["tailsize"], alpha=p["alpha"], distance=p["distance"]),
                        {"recon_weight": 1.0, "tailsize": 20, "alpha": None, "distance": "euclidean"},
-                       loss_step=reconstruction_step, model="dhrnet"))
+                       loss_step=reconstruction_step, model="dhrnet", scorer_params=_EVT_PARAMS))
 register_method(Method("ovr", "one-vs-rest sigmoid loss; unknown score = sample-wise OvR loss at the predicted class",
-                       lambda k, p: OvRLoss(k), lambda k, p: OvRScore(kind=p["score"]), {"score": "loss"}))
+                       lambda k, p: OvRLoss(k), lambda k, p: OvRScore(kind=p["score"]), {"score": "loss"},
+                       scorer_params=("score",)))
 
 
 def _movr_loss(k: int, p: dict) -> torch.nn.Module:
@@ -115,7 +128,7 @@ def _movr_loss(k: int, p: dict) -> torch.nn.Module:
 register_method(Method("movr", "m-OvR: unit-normalised embedding and prototypes, angular margin (Park et al. 2024)",
                        _movr_loss, lambda k, p: MOvRScore(kind=p["score"], temperature=p["temperature"]),
                        {"temperature": 32.0, "margin": 0.5, "margin_on": "all", "score": "loss", "rotation_weight": 0.0},
-                       loss_step=full_output_step, model_kwargs={"classifier": "cosine"}))
+                       loss_step=full_output_step, model_kwargs={"classifier": "cosine"}, scorer_params=("score",)))
 
 # Training defaults per data set. "fast" schedules are osrkit's short recipes for CPU; the paper
 # schedules are available by overriding fields (see README, "Schedules").

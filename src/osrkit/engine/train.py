@@ -64,7 +64,8 @@ def _validate(model, loss_fn, loss_step, task: OpenSetTask, cfg: TrainConfig, de
 
 
 def same_config(saved: dict | None, current: dict, method: str | None = None) -> bool:
-    """Whether a checkpoint's config matches, counting a method parameter added since it was written as
+    """Whether a checkpoint's config matches for training: scorer-only method parameters are ignored (the
+    scorer is refit anyway), and a method parameter added since the checkpoint was written counts as
     matching when the current run uses that parameter's default (so old checkpoints stay resumable)."""
     if saved is None:
         return False
@@ -75,6 +76,9 @@ def same_config(saved: dict | None, current: dict, method: str | None = None) ->
         filled = {k: v for k, v in defaults.items() if k in current.get("method_params", {})
                   and current["method_params"][k] == v}
         saved = {**saved, "method_params": {**filled, **saved["method_params"]}}
+        from osrkit.methods import training_config
+
+        return training_config(saved, method) == training_config(current, method)
     return saved == current
 
 
