@@ -84,3 +84,19 @@ def test_run_with_other_scorer_parameters_reuses_the_trained_network(tmp_path):
     a, b = (json.loads((tmp_path / f).read_text())["rows"][0] for f in ("a.json", "b.json"))
     assert a["train_seconds"] == b["train_seconds"]  # (accuracy may move: OpenMax recalibrates the prediction too)
     assert a["auroc"] != b["auroc"]  # the scorer was refit with the new tail size
+
+
+def test_checkpoint_name_shares_the_network_across_scorer_parameters():
+    from osrkit.cli import checkpoint_name
+    from osrkit.data.tasks import make_task
+    from osrkit.methods import default_config
+
+    task = make_task("digits", 0)
+    cfg = default_config("openmax", "digits")
+    tail5 = cfg.replace(method_params={**cfg.method_params, "tailsize": 5})
+    smooth = cfg.replace(method_params={**cfg.method_params, "label_smoothing": 0.1})
+    assert checkpoint_name("openmax", task, tail5) == checkpoint_name("openmax", task, cfg)
+    assert checkpoint_name("openmax", task, smooth) != checkpoint_name("openmax", task, cfg)  # a loss parameter
+    # at the defaults both namings agree (old checkpoints keep their names); `osrkit train` keeps files apart
+    assert checkpoint_name("openmax", task, cfg, share_network=False) == checkpoint_name("openmax", task, cfg)
+    assert checkpoint_name("openmax", task, tail5, share_network=False) != checkpoint_name("openmax", task, cfg)

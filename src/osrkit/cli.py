@@ -153,7 +153,7 @@ def cmd_train(args) -> int:
     cfg = build_config(args, args.method, args.task)
     task = _make_task(args, args.split, seed=cfg.seed)
     console.print(task.summary())
-    out = args.out or f"runs/{checkpoint_name(args.method, task, cfg)}"
+    out = args.out or f"runs/{checkpoint_name(args.method, task, cfg, share_network=False)}"
     trained = fit_method(args.method, task, cfg, checkpoint=out, resume=args.resume, device=args.device,
                          progress=not args.no_progress)
     res = evaluate(trained, task, device=args.device)
@@ -176,13 +176,15 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def checkpoint_name(method: str, task, cfg: TrainConfig) -> str:
-    """A checkpoint file name unique to method, task (its classes) and the training config; scorer-only
-    parameters are left out, so changing them refits the scorer on the same trained network."""
+def checkpoint_name(method: str, task, cfg: TrainConfig, share_network: bool = True) -> str:
+    """A checkpoint file name unique to method, task (its classes) and config. With share_network, scorer-only
+    parameters count at their defaults, so `run --out-dir` refits the scorer on the network already there;
+    without it (`osrkit train`'s default path) every parameter counts and no other checkpoint is overwritten."""
     from osrkit.methods import training_config
     from osrkit.results.store import config_hash
 
-    h = config_hash({**training_config(cfg.to_dict(), method), "task": task.spec})
+    d = training_config(cfg.to_dict(), method) if share_network else cfg.to_dict()
+    h = config_hash({**d, "task": task.spec})
     return f"{method}-{task.name.replace('/', '-').replace('+', 'plus')}-seed{cfg.seed}-{h}.pt"
 
 
@@ -227,11 +229,13 @@ def provenance_footer(prov: dict[str, Any]) -> str:
     """One Markdown paragraph: schedule per method, then command, date, machine and commit."""
     m = prov["machine"]
     sched = "; ".join(f"{name}: {c.get('model')}, {c.get('epochs')} epochs, {c.get('optimizer')} {c.get('schedule')} lr {c.get('lr')}, "
-                      f"batch {c.get('batch_size')}" + (f", method parameters {c['method_params']}" if c.get("method_params") else "")
+                      f"batch {c.get('batch_size')}, weight decay {c.get('weight_decay')}, augment {c.get('augment')}, select {c.get('select')}, "
+                      f"seed {c.get('seed')}" + (f", method parameters {c['method_params']}" if c.get("method_params") else "")
                       for name, c in prov["configs"].items())
     where = f"{m['platform']}, {m['cpu_count']} cores, {m['threads']} threads, torch {m['torch']}" + (f", {m['gpu']}" if m.get("gpu") else "")
     return (f"Schedule: {sched}.\n\nCommand: `{prov['command']}`; date {prov['date'][:10]}; {where}; "
-            f"commit {prov['git_commit'][:7]}.")
+            f"commit {prov['git_commit'][:7]}. Training seconds come from each checkpoint: where this command "
+            "resumed finished checkpoints, they were measured by the run that trained them.")
 
 
 def cmd_run(args) -> int:
@@ -259,7 +263,8 @@ def cmd_run(args) -> int:
                          "train_seconds": float(trained.meta.get("train_seconds", float("nan"))),
                          **{k: v for k, v in res.items() if isinstance(v, (int, float))}})
     summary = summarize(rows)
-    t = Table(title=f"{args.task} ({args.family} splits {','.join(map(str, splits))}): mean ± std")
+    where = args.task if args.known or args.outlier else f"{args.task}, {args.family} splits {','.join(map(str, splits))}"
+    t = Table(title=f"{where}: mean ± std")
     for c in ("method", "splits", "AUROC", "OSCR", "accuracy", "train/split (s)", "wall (s)"):
         t.add_column(c, no_wrap=True)
     for s in summary:
@@ -268,10 +273,10 @@ def cmd_run(args) -> int:
     Console(width=max(Console().width, 125)).print(t)
     prov = run_provenance(args, configs)
     if args.json:
-        _write_json(args.json, {"task": args.task, "family": args.family, **prov, "rows": rows, "summary": summary})
+        family = None if args.known or args.outlier else args.family
+        _write_json(args.json, {"task": args.task, "family": family, **prov, "rows": rows, "summary": summary})
     if args.markdown:
-        title = f"# {args.task}" + ("" if args.known or args.outlier else f", {args.family} splits {','.join(map(str, splits))}")
-        atomic_write_text(args.markdown, f"{title}\n\n{markdown_table(summary)}\n\n{provenance_footer(prov)}\n")
+        atomic_write_text(args.markdown, f"# {where}\n\n{markdown_table(summary)}\n\n{provenance_footer(prov)}\n")
     return 0
 
 

@@ -50,9 +50,13 @@ METHODS: dict[str, Method] = {}
 
 
 def training_config(cfg: dict[str, Any], method: str) -> dict[str, Any]:
-    """A config dict without the method's scorer-only parameters: what decides the trained weights."""
-    skip = set(METHODS[method].scorer_params) if method in METHODS else set()
-    return {**cfg, "method_params": {k: v for k, v in cfg.get("method_params", {}).items() if k not in skip}}
+    """A config dict with the method's scorer-only parameters reset to their defaults: what decides the
+    trained weights. (Reset, not dropped, so a default-parameter config keeps its hash and file name.)"""
+    if method not in METHODS:
+        return cfg
+    m = METHODS[method]
+    return {**cfg, "method_params": {k: m.params[k] if k in m.scorer_params else v
+                                     for k, v in cfg.get("method_params", {}).items()}}
 
 
 def register_method(method: Method) -> Method:
