@@ -166,19 +166,7 @@ def main() -> None:
             f"{r['mean_rel_error_vs_exact']:8.4f}"
         )
 
-    best_exact = max((r for r in rows if r["variant"].startswith("exact")), key=lambda r: r["speedup_vs_loop_cpu"])
-    ok_est = [r for r in rows if r["variant"].startswith("estimate") and r["mean_rel_error_vs_exact"] <= TARGET_EST_ERR]
-    best_est = max(ok_est, key=lambda r: r["speedup_vs_loop_cpu"]) if ok_est else None
-    targets = {
-        "exact_vs_loop": {"target": TARGET_EXACT, "best_variant": best_exact["variant"], "speedup_cpu": best_exact["speedup_vs_loop_cpu"], "met": best_exact["speedup_vs_loop_cpu"] >= TARGET_EXACT},
-        "estimate_vs_loop": {
-            "target_speedup": TARGET_EST_SPEED,
-            "target_rel_error": TARGET_EST_ERR,
-            "best_variant_within_error": best_est and best_est["variant"],
-            "speedup_cpu": best_est and best_est["speedup_vs_loop_cpu"],
-            "met": bool(best_est and best_est["speedup_vs_loop_cpu"] >= TARGET_EST_SPEED),
-        },
-    }
+    targets = check_targets(rows)
     print("\ntargets:", json.dumps(targets, indent=1))
 
     result = {
@@ -208,27 +196,58 @@ def main() -> None:
     write_results(result, Path(args.out))
 
 
+def check_targets(rows: list[dict]) -> dict:
+    """The issue's targets, judged on wall-clock ratios (what a user waits for on an otherwise idle machine)
+    and on CPU-time ratios (robust to a shared machine, but blind to how well a variant uses both cores)."""
+    out = {}
+    for clock in ("wall", "cpu"):
+        key = f"speedup_vs_loop_{clock}"
+        best_exact = max((r for r in rows if r["variant"].startswith("exact")), key=lambda r: r[key])
+        ok_est = [r for r in rows if r["variant"].startswith("estimate") and r["mean_rel_error_vs_exact"] <= TARGET_EST_ERR]
+        best_est = max(ok_est, key=lambda r: r[key]) if ok_est else None
+        out[clock] = {
+            "exact_vs_loop": {"target": TARGET_EXACT, "best_variant": best_exact["variant"], "speedup": best_exact[key],
+                              "met": best_exact[key] >= TARGET_EXACT},
+            "estimate_vs_loop": {"target_speedup": TARGET_EST_SPEED, "target_rel_error": TARGET_EST_ERR,
+                                 "best_variant_within_error": best_est and best_est["variant"],
+                                 "rel_error": best_est and best_est["mean_rel_error_vs_exact"],
+                                 "speedup": best_est and best_est[key],
+                                 "met": bool(best_est and best_est[key] >= TARGET_EST_SPEED)},
+        }
+    return out
+
+
 def render(result: dict) -> str:
     """The Markdown table of a result: speeds, ratios to the loop, errors, and whether each target is met."""
-    m, t = result["machine"], result["targets"]
+    m, t = result["machine"], check_targets(result["results"])
     md = [f"# Jacobian norm speed: {result['setup']['model']}", "",
-          "| variant | samples | samples/s (wall) | samples/s (CPU) | × loop (CPU) | × exact (CPU) | mean rel. error |",
-          "|---|---|---|---|---|---|---|"]
+          "| variant | samples | samples/s (wall) | samples/s (CPU) | × loop (wall) | × loop (CPU) | × exact (CPU) | mean rel. error |",
+          "|---|---|---|---|---|---|---|---|"]
     md += [f"| {r['variant']} | {r['samples']} | {r['samples_per_s_wall']:.2f} | {r['samples_per_s_cpu']:.2f} | "
-           f"{r['speedup_vs_loop_cpu']:.2f} | {r['speedup_vs_exact_backward_cpu']:.2f} | {r['mean_rel_error_vs_exact']:.4f} |"
+           f"{r['speedup_vs_loop_wall']:.2f} | {r['speedup_vs_loop_cpu']:.2f} | {r['speedup_vs_exact_backward_cpu']:.2f} | {r['mean_rel_error_vs_exact']:.4f} |"
            for r in result["results"]]
-    ex, es = t["exact_vs_loop"], t["estimate_vs_loop"]
-    md += ["", f"Target exact ≥ {ex['target']:.0f}× the loop: best {ex['best_variant']} at {ex['speedup_cpu']:.2f}× "
-           f"({'met' if ex['met'] else 'not met'}).",
-           f"Target estimator within {es['target_rel_error']:.0%} at ≥ {es['target_speedup']:.0f}×: best within error "
-           f"{es['best_variant_within_error']} at {es['speedup_cpu'] or 0:.1f}× ({'met' if es['met'] else 'not met'}).", ""]
-    if not (ex["met"] and es["met"]) and not m.get("gpu"):
-        md += [f"Why the targets are out of reach on this CPU: the loop and the batched exact norm do the same work "
-               f"(one backward pass per output dimension, {EMBEDDING_DIM} here); batching only saves per-call overhead, "
-               f"which on a {m['cpu_count']}-core CPU is small next to the convolutions, so the exact norm is FLOP-bound "
-               f"at a small multiple of the loop. The estimator's speed-up is about {EMBEDDING_DIM} / k times that "
-               "multiple, so ≥ 100× needs k = 1, whose error is around 5% (see the table). On a GPU, where batch-1 passes "
-               "leave the device mostly idle, batching gains far more.", ""]
+    md.append("")
+    for clock, label in (("wall", "wall-clock"), ("cpu", "CPU-time")):
+        ex, es = t[clock]["exact_vs_loop"], t[clock]["estimate_vs_loop"]
+        md.append(f"On {label} ratios: exact ≥ {ex['target']:.0f}× the loop: best {ex['best_variant']} at "
+                  f"{ex['speedup']:.2f}× ({'met' if ex['met'] else 'not met'}); estimator within "
+                  f"{es['target_rel_error']:.0%} at ≥ {es['target_speedup']:.0f}×: best within error "
+                  f"{es['best_variant_within_error']} at {es['speedup'] or 0:.1f}×, error {es['rel_error'] or 0:.1%} "
+                  f"({'met' if es['met'] else 'not met'}).")
+    md += ["", "Wall-clock ratios count a variant's use of both cores (batched passes parallelise, batch-1 passes "
+           "barely do); CPU-time ratios do not. Errors are on an untrained network."]
+    ex, es = t["wall"]["exact_vs_loop"], t["wall"]["estimate_vs_loop"]
+    md.append("")
+    if not ex["met"] and not m.get("gpu"):
+        why = (f"Why the exact target is out of reach on this CPU: the loop and the batched exact norm do the same work "
+               f"(one backward pass per output dimension, {EMBEDDING_DIM} here); batching only saves per-call overhead "
+               f"and uses the {m['cpu_count']} cores better, which is small next to the convolutions' arithmetic, so the "
+               "exact norm is FLOP-bound at a small multiple of the loop. On a GPU, where batch-1 passes leave the "
+               "device mostly idle, batching gains far more.")
+        if not es["met"]:
+            why += (f" The estimator's speed-up is about {EMBEDDING_DIM} / k times that multiple, so ≥ "
+                    f"{es['target_speedup']:.0f}× needs k of 1 or 2, at the edge of the error target.")
+        md += [why, ""]
     md += [
            f"Command: `{result['command']}`; date {result['date']}; {m['processor']}, {m['cpu_count']} cores, "
            f"{m['torch_threads']} threads, torch {result['torch']}, OMP_WAIT_POLICY={m['OMP_WAIT_POLICY']}; load "
@@ -241,6 +260,7 @@ def write_results(result: dict, out: Path) -> None:
     from osrkit.engine.checkpoint import atomic_write_text
 
     out.parent.mkdir(parents=True, exist_ok=True)
+    result = {**result, "targets": check_targets(result["results"])}
     atomic_write_text(out, json.dumps(result, indent=2) + "\n")
     atomic_write_text(out.with_suffix(".md"), render(result))
     print(f"wrote {out} and {out.with_suffix('.md').name}")
