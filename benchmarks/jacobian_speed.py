@@ -190,7 +190,6 @@ def main() -> None:
             "timing": "median over interleaved rounds after a warm-up; ratios per round, then median",
         },
         "results": rows,
-        "targets": targets,
         "raw_seconds_per_sample": {"wall": wall, "cpu": cpu},
     }
     write_results(result, Path(args.out))
@@ -259,7 +258,6 @@ def write_results(result: dict, out: Path) -> None:
     """Write the JSON and the Markdown beside it, each atomically."""
     from osrkit.engine.checkpoint import atomic_write_text
 
-    out.parent.mkdir(parents=True, exist_ok=True)
     result = {**result, "targets": check_targets(result["results"])}
     atomic_write_text(out, json.dumps(result, indent=2) + "\n")
     atomic_write_text(out.with_suffix(".md"), render(result))

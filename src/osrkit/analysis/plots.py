@@ -8,14 +8,16 @@ import numpy as np
 
 
 def _save_atomically(fig, path: Path) -> Path:
-    """Save a figure as PNG through a temporary file and a rename, so a crash never leaves half a file."""
+    """Save a figure as PNG with the project's atomic writer, so a crash never leaves half a file."""
     import matplotlib.pyplot as plt
 
+    from osrkit.engine.checkpoint import atomic_write_bytes
+
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        atomic_write_bytes(path, lambda f: fig.savefig(f, format="png", dpi=120))
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -70,14 +70,12 @@ def same_config(saved: dict | None, current: dict, method: str | None = None) ->
     if saved is None:
         return False
     if method is not None and "method_params" in saved:
-        from osrkit.methods import METHODS  # lazy: methods imports the engine
+        from osrkit.methods import METHODS, training_config  # lazy: methods imports the engine
 
         defaults = METHODS[method].params if method in METHODS else {}
         filled = {k: v for k, v in defaults.items() if k in current.get("method_params", {})
                   and current["method_params"][k] == v}
         saved = {**saved, "method_params": {**filled, **saved["method_params"]}}
-        from osrkit.methods import training_config
-
         return training_config(saved, method) == training_config(current, method)
     return saved == current
 

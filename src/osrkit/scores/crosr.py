@@ -123,7 +123,8 @@ class CROSRScorer(Scorer):
         if outputs.labels is None:
             raise ValueError("CROSRScorer.fit needs labels: the Outputs passed have labels=None")
         self.scaler.num_logits = outputs.logits.shape[1]
-        joint = self.scaler.fit(joint_vector(outputs, self.pool)).transform(joint_vector(outputs, self.pool))
+        joint = joint_vector(outputs, self.pool)
+        joint = self.scaler.fit(joint).transform(joint)
         self.openmax.fit(outputs.logits, outputs.labels, features=joint)
         return self
 
