@@ -70,7 +70,8 @@ def main() -> None:
             jac = jacobian_study(trained, task, plot_dir, n=args.n, progress=False)
             row = {"method": method, "split": split, **{k: res[k] for k in ("auroc", "oscr", "accuracy")},
                    **{k: jac[k] for k in ("known_mean", "unknown_mean", "difference", "auroc_of_norm",
-                                                  "between_within", "silhouette", "silhouette_cosine")}}
+                                                  "between_within", "silhouette", "silhouette_cosine")},
+                   **{k: jac[k] for k in ("davies_bouldin", "davies_bouldin_unit") if k in jac}}
             row["ratio"] = row["unknown_mean"] / row["known_mean"]
             rows.append(row)
             print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
@@ -101,6 +102,9 @@ def render(rows: list[dict], splits: str, model: str, epochs: int, n: int, h: di
     if cosine:
         keys.append("silhouette_cosine")
         heads.append("silhouette (cosine)")
+    if all("davies_bouldin" in r for r in rows):
+        keys += ["davies_bouldin", "davies_bouldin_unit"]
+        heads += ["Davies–Bouldin ↓", "Davies–Bouldin, unit ↓"]
     md = [f"# Jacobian-norm study, MNIST `neal` splits {splits}: {model}, {epochs} epochs (osrkit fast recipe)", "",
           "| method | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
     for m in methods:
@@ -112,7 +116,8 @@ def render(rows: list[dict], splits: str, model: str, epochs: int, n: int, h: di
     md += ["", "Mean ± sample standard deviation over splits. Norms: the embedding's input Jacobian (w.r.t. the normalised "
            f"input), exact, n={n} per side; plots in `results/{name}/`. Separation: on the same embedding of the n "
            "known-test samples; between/within = mean distance between class means / mean distance to the own class "
-           "mean; silhouette = scikit-learn's (euclidean, and cosine).", "",
+           "mean; silhouette = scikit-learn's (euclidean, and cosine); Davies–Bouldin = scikit-learn's (the paper's measure, "
+           "lower = better separated; 'unit' on the unit-normalised embedding).", "",
            f"Finding 1 (known norm < unknown norm) holds in {sum(r['known_mean'] < r['unknown_mean'] for r in rows)}"
            f" of {len(rows)} runs.", "",
            "Finding 2 (a larger gap for stronger inter-class separation). The norms of different networks' embeddings "

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from osrkit.losses.ovr import MOvRLoss, OvRLoss
+from osrkit.losses.ovr import MOvRLoss, OvRLoss, margin_logits
 from osrkit.models.heads import CosineLinear
 from osrkit.outputs import Outputs
 from osrkit.scores.base import Scorer, ScoreResult
@@ -40,12 +40,25 @@ def test_ovr_loss_hand_worked() -> None:
 COS = [[0.9, -0.2, 0.3], [0.1, 0.7, -0.95]]
 
 
-@pytest.mark.parametrize("margin_on", ["all", "target"])
+def _margined(c: list[float], y: int, m: float, margin_on: str) -> list[float]:
+    """s_k by hand: cos(theta + m) on the classes the reading gives the margin, cos(theta - m) on two-sided non-targets."""
+    out = []
+    for k, v in enumerate(c):
+        if k == y or margin_on == "all":
+            out.append(math.cos(math.acos(v) + m))
+        elif margin_on == "two-sided":
+            out.append(math.cos(math.acos(v) - m))
+        else:
+            out.append(v)
+    return out
+
+
+@pytest.mark.parametrize("margin_on", ["all", "target", "two-sided"])
 def test_movr_loss_hand_worked(margin_on: str) -> None:
     T, m = 32.0, 0.5
     expected = 0.0
     for c, y in zip(COS, LABELS):
-        s = [math.cos(math.acos(v) + m) if (margin_on == "all" or k == y) else v for k, v in enumerate(c)]
+        s = _margined(c, y, m, margin_on)
         expected += _sample_loss([T * v for v in s], y)
     expected /= len(COS)
     got = MOvRLoss(3, temperature=T, margin=m, margin_on=margin_on)(torch.tensor(COS, dtype=torch.float64), torch.tensor(LABELS))
@@ -110,8 +123,56 @@ def test_cosine_linear() -> None:
         head(torch.randn(5, 3))
 
 
-def test_movr_score_default_is_loss_at_prediction_without_margin() -> None:
-    scorer = MOvRScore()
+def test_two_sided_margin_closed_form() -> None:
+    # cos(theta - m) = cos(theta) cos(m) + sin(theta) sin(m): for cos = 0.3, m = 0.5
+    c = torch.tensor([[0.8, 0.3]], dtype=torch.float64)
+    s = margin_logits(c, torch.tensor([0]), 0.5, "two-sided")
+    sin = lambda v: math.sqrt(1 - v * v)  # noqa: E731
+    assert float(s[0, 0]) == pytest.approx(0.8 * math.cos(0.5) - sin(0.8) * math.sin(0.5), abs=1e-12)
+    assert float(s[0, 1]) == pytest.approx(0.3 * math.cos(0.5) + sin(0.3) * math.sin(0.5), abs=1e-12)
+    with pytest.raises(ValueError, match="labels"):
+        margin_logits(c, None, 0.5, "two-sided")
+
+
+@pytest.mark.parametrize("margin_on", ["all", "target", "two-sided"])
+def test_movr_scores_hand_worked(margin_on: str) -> None:
+    T, m = 32.0, 0.5
+    out = Outputs(logits=torch.tensor(COS, dtype=torch.float64))
+    pred = [0, 1]
+    loss_margin = MOvRScore("loss_margin", margin=m, margin_on=margin_on).score(out)
+    target = MOvRScore("target", margin=m, margin_on=margin_on).score(out)
+    max_cos = MOvRScore("max_cos").score(out)
+    for i, (c, p) in enumerate(zip(COS, pred)):
+        s = [T * v for v in _margined(c, p, m, margin_on)]
+        assert float(loss_margin.unknown_scores[i]) == pytest.approx(_sample_loss(s, p), rel=1e-9)
+        assert float(target.unknown_scores[i]) == pytest.approx(-_log_sig(s[p]), rel=1e-9)
+        assert float(max_cos.unknown_scores[i]) == pytest.approx(-max(c), abs=1e-15)
+    assert loss_margin.predictions.tolist() == pred == max_cos.predictions.tolist()
+
+
+def test_movr_score_consistent_with_training_loss() -> None:
+    # the issue's example: target cosine 0.95, five non-targets at 0.3. Trained with the margin on every class its
+    # loss is small, and the margin-consistent score agrees; the margin-free reading calls it very unknown (~48)
+    c = torch.tensor([[0.95, 0.3, 0.3, 0.3, 0.3, 0.3]], dtype=torch.float64)
+    loss = float(MOvRLoss(6)(c, torch.tensor([0])))
+    assert loss < 0.05
+    assert float(MOvRScore("loss_margin").score(Outputs(logits=c)).unknown_scores[0]) == pytest.approx(loss, rel=1e-9)
+    assert float(MOvRScore("loss").score(Outputs(logits=c)).unknown_scores[0]) > 45
+
+
+def test_movr_score_readings_rank_known_below_unknown() -> None:
+    # a confident known (close to its prototype, far from the rest) against an ambiguous input
+    known = [0.95, -0.5, -0.6]
+    unknown = [0.4, 0.35, -0.1]
+    out = Outputs(logits=torch.tensor([known, unknown]))
+    for kind in ("loss_margin", "target", "max_cos", "loss", "max_sigmoid"):
+        for margin_on in ("all", "target", "two-sided"):
+            s = MOvRScore(kind, margin_on=margin_on).score(out).unknown_scores
+            assert float(s[0]) < float(s[1]), (kind, margin_on)
+
+
+def test_movr_score_legacy_loss_reading() -> None:
+    scorer = MOvRScore("loss")
     assert isinstance(scorer, Scorer)
     out = Outputs(logits=torch.tensor(COS, dtype=torch.float64))
     assert scorer.fit(out) is scorer
@@ -149,11 +210,13 @@ def test_ovr_scores_hand_worked_and_ordering() -> None:
 
 
 def test_score_state_dict_round_trip_and_validation() -> None:
-    s = MOvRScore(kind="max_sigmoid", temperature=16.0)
+    s = MOvRScore(kind="max_sigmoid", temperature=16.0, margin=0.3, margin_on="two-sided")
     state = s.state_dict()
-    assert state == {"kind": "max_sigmoid", "temperature": 16.0}
+    assert state == {"kind": "max_sigmoid", "temperature": 16.0, "margin": 0.3, "margin_on": "two-sided"}
     t = MOvRScore().load_state_dict(state)
-    assert t.kind == "max_sigmoid" and t.temperature == 16.0
+    assert (t.kind, t.temperature, t.margin, t.margin_on) == ("max_sigmoid", 16.0, 0.3, "two-sided")
+    # a checkpoint from before the margin was stored keeps the scorer's own margin
+    assert MOvRScore(margin=0.5).load_state_dict({"kind": "loss", "temperature": 32.0}).margin == 0.5
     assert OvRScore().state_dict() == {"kind": "loss", "temperature": 1.0}
     with pytest.raises(ValueError, match="kind"):
         OvRScore(kind="energy")

@@ -70,9 +70,15 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizer", choices=["sgd", "adam"])
     p.add_argument("--schedule", choices=["onecycle", "cosine", "step", "constant"])
     p.add_argument("--weight-decay", type=float)
+    p.add_argument("--weight-decay-on", choices=["all", "weights"],
+                   help="all (default) or weights: no decay on biases, norms and cosine prototypes")
     p.add_argument("--augment", choices=["none", "crop", "crop-flip"])
     p.add_argument("--select", choices=["last", "best-val-loss"])
     p.add_argument("--seed", type=int)
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"],
+                   help="auto (default): bf16 autocast where the device runs it natively, else fp32")
+    p.add_argument("--memory-format", choices=["auto", "channels_last", "contiguous"],
+                   help="auto (default): channels_last where bf16 is native, else contiguous")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="method hyper-parameter, e.g. --param alpha=10 (repeatable)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0, ...")
@@ -102,7 +108,9 @@ def build_config(args: argparse.Namespace, method: str, dataset: str) -> TrainCo
         params[k] = _parse_value(v)
     return cfg.replace(model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                        optimizer=args.optimizer, schedule=args.schedule, weight_decay=args.weight_decay,
-                       augment=args.augment, select=args.select, seed=args.seed, method_params=params or None)
+                       augment=args.augment, select=args.select, seed=args.seed, method_params=params or None,
+                       precision=args.precision, memory_format=args.memory_format,
+                       weight_decay_on=args.weight_decay_on).resolved(args.device)
 
 
 def _make_task(args, split: int | None, seed: int = 0):

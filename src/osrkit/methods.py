@@ -130,7 +130,8 @@ def _movr_loss(k: int, p: dict) -> torch.nn.Module:
 
 # rotation_weight: the paper's final-model auxiliary rotation head (0.1 there); off by default
 register_method(Method("movr", "m-OvR: unit-normalised embedding and prototypes, angular margin (Park et al. 2024)",
-                       _movr_loss, lambda k, p: MOvRScore(kind=p["score"], temperature=p["temperature"]),
+                       _movr_loss, lambda k, p: MOvRScore(kind=p["score"], temperature=p["temperature"],
+                                                          margin=p["margin"], margin_on=p["margin_on"]),
                        {"temperature": 32.0, "margin": 0.5, "margin_on": "all", "score": "loss", "rotation_weight": 0.0},
                        loss_step=full_output_step, model_kwargs={"classifier": "cosine"}, scorer_params=("score",)))
 

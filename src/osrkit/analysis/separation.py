@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import silhouette_score
+from sklearn.metrics import davies_bouldin_score, silhouette_score
 
 
 def between_within_ratio(features: np.ndarray, labels: np.ndarray) -> float:
@@ -26,8 +26,12 @@ def between_within_ratio(features: np.ndarray, labels: np.ndarray) -> float:
 
 
 def class_separation(features: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-    """Between/within ratio and the silhouette (euclidean and cosine) of labelled features."""
+    """Between/within ratio, the silhouette (euclidean and cosine) and the Davies–Bouldin index (the Jacobian-norm
+    paper's measure: lower = better separated; also on unit-normalised features, m-OvR's geometry)."""
     features = np.asarray(features, dtype=np.float64)
+    unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
     return {"between_within": between_within_ratio(features, labels),
+            "davies_bouldin": float(davies_bouldin_score(features, labels)),
+            "davies_bouldin_unit": float(davies_bouldin_score(unit, labels)),
             "silhouette": float(silhouette_score(features, labels, metric="euclidean")),
             "silhouette_cosine": float(silhouette_score(features, labels, metric="cosine"))}

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from osrkit.engine.precision import MEMORY_FORMATS, PRECISIONS, resolve_memory_format, resolve_precision
+
 
 @dataclass
 class TrainConfig:
@@ -18,18 +20,21 @@ class TrainConfig:
     lr: float = 0.05
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    weight_decay_on: str = "all"  # all | weights: "weights" exempts biases, norms and cosine prototypes
     schedule: str = "onecycle"  # onecycle | cosine | step | constant
     step_epochs: list[int] = field(default_factory=list)  # for "step": lr x0.1 at these epochs
     augment: str = "crop"  # none | crop | crop-flip
     select: str = "last"  # last | best-val-loss: which epoch's weights to keep
     seed: int = 0
     method_params: dict[str, Any] = field(default_factory=dict)  # loss/scorer hyper-parameters
-    channels_last: bool = False
+    precision: str = "auto"  # auto | bf16 | fp32: bf16 autocast where the device runs it natively
+    memory_format: str = "auto"  # auto | channels_last | contiguous
     eval_batch_size: int = 512
 
     def __post_init__(self) -> None:
         choices = {"select": ("last", "best-val-loss"), "schedule": ("onecycle", "cosine", "step", "constant"),
-                   "optimizer": ("sgd", "adam"), "augment": ("none", "crop", "crop-flip")}
+                   "optimizer": ("sgd", "adam"), "augment": ("none", "crop", "crop-flip"),
+                   "precision": PRECISIONS, "memory_format": MEMORY_FORMATS, "weight_decay_on": ("all", "weights")}
         for name, ok in choices.items():
             if getattr(self, name) not in ok:
                 raise ValueError(f"config field {name} must be one of {', '.join(ok)}, got {getattr(self, name)!r}")
@@ -42,8 +47,19 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def resolved(self, device: str = "cpu") -> "TrainConfig":
+        """A copy with "auto" precision and memory format replaced by what `device` runs: the run's identity."""
+        return self.replace(precision=resolve_precision(self.precision, device),
+                            memory_format=resolve_memory_format(self.memory_format, device))
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        """Build from a dict of fields; a config written before precision existed (it has `channels_last`)
+        reads as what it ran: fp32, contiguous or channels_last."""
+        d = dict(d)
+        if "channels_last" in d:
+            d.setdefault("memory_format", "channels_last" if d.pop("channels_last") else "contiguous")
+            d.setdefault("precision", "fp32")
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:

@@ -45,6 +45,23 @@ def _meta(method: str, task: OpenSetTask, cfg: TrainConfig) -> dict[str, Any]:
             "osrkit_config": cfg.to_dict()}
 
 
+def predict_with(model: torch.nn.Module, images: torch.Tensor, task: OpenSetTask, cfg: TrainConfig,
+                 labels: torch.Tensor | None = None, device: str = "cpu", batch_size: int | None = None) -> Outputs:
+    """`predict` at the precision and memory format the run was trained with (its resolved config)."""
+    cfg = cfg.resolved(device)
+    return predict(model, images, task.mean, task.std, labels=labels, device=device,
+                   batch_size=batch_size or cfg.eval_batch_size, precision=cfg.precision,
+                   memory_format=cfg.memory_format)
+
+
+def fit_scorer(scorer: Scorer, model: torch.nn.Module, task: OpenSetTask, cfg: TrainConfig,
+               device: str = "cpu") -> Scorer:
+    """Fit `scorer` on the model's outputs for the training images (skipped where the scorer ignores them)."""
+    if not scorer.uses_training_outputs:
+        return scorer.fit(Outputs(logits=torch.empty(0, task.num_classes), labels=torch.empty(0, dtype=torch.long)))
+    return scorer.fit(predict_with(model, task.train_x, task, cfg, labels=task.train_y, device=device))
+
+
 def fit_method(method: str, task: OpenSetTask, cfg: TrainConfig, checkpoint: str | Path | None = None,
                resume: bool = False, device: str = "cpu", progress: bool = True, on_epoch=None,
                on_model_epoch=None) -> Trained:
@@ -55,6 +72,7 @@ def fit_method(method: str, task: OpenSetTask, cfg: TrainConfig, checkpoint: str
     """
     m = get_method(method)
     params = m.resolved_params(cfg.method_params)
+    cfg = cfg.resolved(device)  # "auto" precision/memory format → what this device runs; recorded in meta
     if m.model is not None and cfg.model != m.model:
         raise ValueError(f"method {method} needs the {m.model} backbone, not {cfg.model}")
     torch.manual_seed(cfg.seed)
@@ -76,9 +94,8 @@ def fit_method(method: str, task: OpenSetTask, cfg: TrainConfig, checkpoint: str
     result = train(model, loss_fn, task, cfg, checkpoint=checkpoint, resume=resume, device=device,
                    loss_step=m.loss_step, meta=meta, progress=progress, on_epoch=hook)
     scorer = m.make_scorer(task.num_classes, params)
-    scorer.fit(predict(model, task.train_x, task.mean, task.std, labels=task.train_y, device=device,
-                       batch_size=cfg.eval_batch_size))
-    meta["threshold"] = _val_threshold(model, scorer, task, device, cfg.eval_batch_size)
+    fit_scorer(scorer, model, task, cfg, device)
+    meta["threshold"] = _val_threshold(model, scorer, task, device, cfg)
     meta["train_seconds"] = sum(h["train_seconds"] for h in result["history"])
     meta["fit_seconds"] = time.perf_counter() - t0
     if checkpoint is not None:
@@ -88,11 +105,11 @@ def fit_method(method: str, task: OpenSetTask, cfg: TrainConfig, checkpoint: str
     return Trained(model, scorer, meta, result["history"])
 
 
-def _val_threshold(model, scorer: Scorer, task: OpenSetTask, device, batch_size: int) -> float | None:
+def _val_threshold(model, scorer: Scorer, task: OpenSetTask, device, cfg: TrainConfig) -> float | None:
     """Unknown-score threshold that rejects 10% of validation knowns (for open-set F1)."""
     if len(task.val_y) == 0:
         return None
-    out = predict(model, task.val_x, task.mean, task.std, labels=task.val_y, device=device, batch_size=batch_size)
+    out = predict_with(model, task.val_x, task, cfg, labels=task.val_y, device=device)
     return M.threshold_at_known_rejection(scorer.score(out).unknown_scores, F1_REJECT_FRACTION)
 
 
@@ -118,9 +135,9 @@ def compute_metrics(known: Outputs, unknown: Outputs, scorer: Scorer, threshold:
 
 def evaluate(trained: Trained, task: OpenSetTask, device: str = "cpu", batch_size: int = 512) -> dict[str, Any]:
     """Score known-test and unknown-test sets and compute every metric."""
-    mean, std = task.mean, task.std
-    known = predict(trained.model, task.test_x, mean, std, labels=task.test_y, device=device, batch_size=batch_size)
-    unknown = predict(trained.model, task.unknown_x, mean, std, device=device, batch_size=batch_size)
+    cfg = TrainConfig.from_dict(trained.meta["osrkit_config"])
+    known = predict_with(trained.model, task.test_x, task, cfg, labels=task.test_y, device=device, batch_size=batch_size)
+    unknown = predict_with(trained.model, task.unknown_x, task, cfg, device=device, batch_size=batch_size)
     return compute_metrics(known, unknown, trained.scorer, trained.meta.get("threshold"))
 
 
@@ -161,8 +178,7 @@ def with_scorer(trained: Trained, method: str, task: OpenSetTask, device: str = 
     cfg = TrainConfig.from_dict(trained.meta["osrkit_config"])
     given = {k: v for k, v in cfg.method_params.items() if k in m.params} | dict(params or {})
     scorer = m.make_scorer(task.num_classes, m.resolved_params(given))
-    scorer.fit(predict(trained.model, task.train_x, task.mean, task.std, labels=task.train_y, device=device,
-                       batch_size=cfg.eval_batch_size))
+    fit_scorer(scorer, trained.model, task, cfg, device)
     meta = {**trained.meta, "method": method}
-    meta["threshold"] = _val_threshold(trained.model, scorer, task, device, cfg.eval_batch_size)
+    meta["threshold"] = _val_threshold(trained.model, scorer, task, device, cfg)
     return Trained(trained.model, scorer, meta, trained.history)

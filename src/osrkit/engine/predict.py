@@ -5,22 +5,26 @@ from __future__ import annotations
 import torch
 
 from osrkit.data.transforms import normalize
+from osrkit.engine.precision import autocast, to_memory_format
 from osrkit.outputs import Outputs
 
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, images: torch.Tensor, mean: list[float], std: list[float],
             labels: torch.Tensor | None = None, batch_size: int = 512, device: str | torch.device = "cpu",
-            channels_last: bool = False) -> Outputs:
-    """Model outputs for uint8 (N,C,H,W) images, in eval mode (dropout off, BatchNorm frozen)."""
+            precision: str = "fp32", memory_format: str = "contiguous") -> Outputs:
+    """Model outputs for uint8 (N,C,H,W) images, in eval mode (dropout off, BatchNorm frozen).
+
+    `precision`/`memory_format` are resolved values ("bf16"/"fp32", "channels_last"/"contiguous"), as a
+    checkpoint's config records them; outputs are returned in fp32 either way."""
     was_training = model.training
     model.eval()
     logits, embs, extras = [], [], {}
     for i in range(0, len(images), batch_size):
         x = normalize(images[i:i + batch_size].to(device), mean, std)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        out = model(x)
+        x = to_memory_format(x, memory_format)
+        with autocast(precision, device):
+            out = model(x)
         logits.append(out.logits.float().cpu())
         embs.append(out.embedding.float().cpu())
         for k, v in (out.extras or {}).items():

@@ -14,6 +14,7 @@ from osrkit.data.tasks import OpenSetTask
 from osrkit.data.transforms import make_augment, normalize
 from osrkit.engine.checkpoint import load_checkpoint, save_checkpoint
 from osrkit.engine.config import TrainConfig
+from osrkit.engine.precision import apply_memory_format, autocast, outputs_fp32, to_memory_format
 from osrkit.models.output import ModelOutput
 
 LossStep = Callable[[torch.nn.Module, ModelOutput, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -21,6 +22,30 @@ LossStep = Callable[[torch.nn.Module, ModelOutput, torch.Tensor, torch.Tensor], 
 
 def default_loss_step(loss_fn: torch.nn.Module, out: ModelOutput, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return loss_fn(out.logits, y)
+
+
+_NO_DECAY_TYPES = (torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm, torch.nn.LayerNorm)
+
+
+def param_groups(modules: list[torch.nn.Module], cfg: TrainConfig) -> list[dict[str, Any]]:
+    """Optimizer parameter groups. cfg.weight_decay_on "all": every parameter decays (one group);
+    "weights": only convolution and linear weights decay; biases, normalisation parameters and cosine-head
+    prototypes (whose scale the head ignores, so decay only shrinks their effective step size) do not."""
+    from osrkit.models.heads import CosineLinear
+
+    params = [p for m in modules for p in m.parameters()]
+    if cfg.weight_decay_on == "all":
+        return [{"params": params}]
+    no_decay: set[int] = set()
+    for mod in modules:
+        for sub in mod.modules():
+            if isinstance(sub, (*_NO_DECAY_TYPES, CosineLinear)):
+                no_decay.update(id(p) for p in sub.parameters(recurse=False))
+        for name, p in mod.named_parameters():
+            if name.endswith("bias"):
+                no_decay.add(id(p))
+    return [{"params": [p for p in params if id(p) not in no_decay]},
+            {"params": [p for p in params if id(p) in no_decay], "weight_decay": 0.0}]
 
 
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -53,10 +78,12 @@ def _validate(model, loss_fn, loss_step, task: OpenSetTask, cfg: TrainConfig, de
     model.eval()
     total, correct, n = 0.0, 0, 0
     for i in range(0, len(task.val_y), cfg.eval_batch_size):
-        x = normalize(task.val_x[i:i + cfg.eval_batch_size].to(device), task.mean, task.std)
+        x = to_memory_format(normalize(task.val_x[i:i + cfg.eval_batch_size].to(device), task.mean, task.std),
+                             cfg.memory_format)
         y = task.val_y[i:i + cfg.eval_batch_size].to(device)
-        out = model(x)
-        total += float(loss_step(loss_fn, out, x, y)) * len(y)
+        with autocast(cfg.precision, device):
+            out = outputs_fp32(model(x))
+            total += float(loss_step(loss_fn, out, x, y)) * len(y)
         correct += int((out.logits.argmax(1) == y).sum())
         n += len(y)
     model.train()
@@ -69,6 +96,7 @@ def same_config(saved: dict | None, current: dict, method: str | None = None) ->
     matching when the current run uses that parameter's default (so old checkpoints stay resumable)."""
     if saved is None:
         return False
+    saved = TrainConfig.from_dict(saved).to_dict()  # a pre-precision config reads as fp32 (what it ran)
     if method is not None and "method_params" in saved:
         from osrkit.methods import METHODS, training_config  # lazy: methods imports the engine
 
@@ -92,14 +120,15 @@ def train(model: torch.nn.Module, loss_fn: torch.nn.Module, task: OpenSetTask, c
 
     With `resume=True` and an existing checkpoint, training continues from its last finished epoch
     and ends with the same weights an uninterrupted run would (same seed, CPU). Returns the history.
+    `cfg.precision`/`cfg.memory_format` "auto" resolve for `device` (bf16 + channels_last where native);
+    the checkpoint records the resolved values.
     """
+    cfg = cfg.resolved(device)
     torch.manual_seed(cfg.seed)
     model.to(device)
     loss_fn.to(device)
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-    params = list(model.parameters()) + list(loss_fn.parameters())
-    opt = make_optimizer(params, cfg)
+    apply_memory_format(model, cfg.memory_format)
+    opt = make_optimizer(param_groups([model, loss_fn], cfg), cfg)
     n = len(task.train_y)
     if n == 0:
         raise ValueError(f"task {task.name} has no training images")
@@ -143,11 +172,11 @@ def train(model: torch.nn.Module, loss_fn: torch.nn.Module, task: OpenSetTask, c
             for s in range(steps):
                 idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size].to(device)
                 x = normalize(augment(x_all[idx].float().div_(255.0), gen), task.mean, task.std)
-                if cfg.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
+                x = to_memory_format(x, cfg.memory_format)
                 y = y_all[idx]
-                out = model(x)
-                loss = loss_step(loss_fn, out, x, y)
+                with autocast(cfg.precision, device):  # the body in bf16 where chosen; heads and losses fp32
+                    out = outputs_fp32(model(x))
+                    loss = loss_step(loss_fn, out, x, y)
                 loss_val = float(loss.detach())  # one device sync per step
                 if not math.isfinite(loss_val):
                     raise NonFiniteLossError(

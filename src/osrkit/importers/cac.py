@@ -61,7 +61,9 @@ def import_cac(checkpoint: str | Path, known: Sequence[int], normalize: tuple[fl
     if num_classes != task.num_classes:
         raise ValueError(f"checkpoint has {num_classes} outputs but {task.num_classes} known classes were given")
     m = get_method(method)
-    cfg = TrainConfig(model="vgg32-flatten", method_params=dict(m.params), epochs=0)
+    # the authors trained and evaluated in fp32: an imported network is evaluated the same way
+    cfg = TrainConfig(model="vgg32-flatten", method_params=dict(m.params), epochs=0, precision="fp32",
+                      memory_format="contiguous")
     model = build_model(cfg, num_classes, task.in_channels, task.image_size)
     load_model_weights(model, convert_state_dict(net), str(checkpoint))
     model.to(device).eval()
@@ -69,7 +71,7 @@ def import_cac(checkpoint: str | Path, known: Sequence[int], normalize: tuple[fl
     scorer.fit(predict(model, task.train_x, task.mean, task.std, labels=task.train_y, device=device))
     meta = _meta(method, task, cfg)
     meta["task"]["train_indices_source"] = str(trainval)
-    meta["threshold"] = _val_threshold(model, scorer, task, device, 512)
+    meta["threshold"] = _val_threshold(model, scorer, task, device, cfg)
     meta["imported_from"] = {"checkpoint": str(checkpoint), "epoch": int(raw.get("epoch", -1)),
                              "acc": float(raw.get("acc", float("nan")))}
     loss = m.make_loss(num_classes, m.params)

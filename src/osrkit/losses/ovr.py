@@ -15,7 +15,7 @@ from torch import nn
 
 __all__ = ["OvRLoss", "MOvRLoss", "ovr_sample_loss", "margin_logits", "MARGIN_ON"]
 
-MARGIN_ON = ("all", "target")
+MARGIN_ON = ("all", "target", "two-sided")
 _EPS = 1e-7
 
 
@@ -45,7 +45,8 @@ def margin_logits(
 ) -> torch.Tensor:
     """s_k = cos(theta_k + m), theta_k = arccos(clamp(cos theta_k, -1+eps, 1-eps)).
 
-    margin_on="all": every class gets the margin; "target": only k = y (labels required).
+    margin_on="all": every class gets cos(theta + m), as published; "target": only k = y (labels required);
+    "two-sided": the target cos(theta + m), the non-targets cos(theta - m) (each side must win by m).
     With m = 0 the cosines are returned unchanged (no clamp), so the scores see exact values.
     Note that cos(theta + m) is not monotone once theta + m > pi; the formula is kept as published.
     """
@@ -58,9 +59,10 @@ def margin_logits(
     if margin_on == "all":
         return shifted
     if labels is None:
-        raise ValueError("margin_on='target' needs labels")
+        raise ValueError(f"margin_on={margin_on!r} needs labels")
     target = F.one_hot(labels.long(), cosines.shape[1]).bool()
-    return torch.where(target, shifted, cosines)
+    other = cosines if margin_on == "target" else torch.cos(theta - margin)
+    return torch.where(target, shifted, other)
 
 
 def ovr_sample_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -88,7 +90,8 @@ class MOvRLoss(nn.Module):
 
     L = -sum_k [1{y=k} log sigmoid(T s_k) + 1{y!=k} log(1 - sigmoid(T s_k))], s_k = cos(theta_k + m),
     summed over classes and averaged over the batch. Defaults T = 32, m = 0.5 rad, margin on every
-    class (``margin_on="all"``; the paper leaves open whether only the target gets it: "target").
+    class (``margin_on="all"``; the paper leaves open whether only the target gets it: "target"; or
+    "two-sided": target cos(theta + m), non-targets cos(theta - m)).
     """
 
     def __init__(self, num_classes: int, temperature: float = 32.0, margin: float = 0.5, margin_on: str = "all") -> None:

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from osrkit.engine.precision import fp32_head
 from osrkit.models.output import ModelOutput
 
 __all__ = ["RotationAuxiliaryLoss", "rotate_batch", "full_output_step"]
@@ -71,7 +72,7 @@ class RotationAuxiliaryLoss(nn.Module):
             raise RuntimeError("RotationAuxiliaryLoss.bind(model, in_channels, image_size) must be called before training")
         turns = torch.randint(0, 4, (x.shape[0],), device=x.device)
         rotated = self._model[0](rotate_batch(x, turns)).embedding
-        rotation = F.cross_entropy(self.head(rotated), turns)
+        rotation = F.cross_entropy(fp32_head(self.head, rotated), turns)
         loss = base + self.weight * rotation
         self.last_terms = {"base": float(base.detach()), "rotation": float(rotation.detach()), "loss": float(loss.detach())}
         return loss

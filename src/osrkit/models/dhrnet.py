@@ -28,6 +28,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from osrkit.engine.precision import fp32_head
 from osrkit.models.output import ModelOutput
 
 
@@ -129,7 +130,7 @@ class DHRNet(nn.Module):
     def forward(self, x: torch.Tensor) -> ModelOutput:
         top, latent_maps, sizes = self._encode(x)
         emb = top.mean(dim=(2, 3))
-        logits = self.classifier(self.head_dropout(emb))
+        logits = fp32_head(self.classifier, self.head_dropout(emb))
         extras = {
             "reconstruction": self._decode(latent_maps, sizes),
             "latent_maps": latent_maps,

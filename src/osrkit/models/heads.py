@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["CosineLinear", "make_classifier"]
+__all__ = ["CosineLinear", "make_classifier", "make_neck"]
 
 
 class CosineLinear(nn.Module):
@@ -53,3 +53,14 @@ def make_classifier(kind: str, in_features: int, num_classes: int, bias: bool = 
     if kind == "cosine":
         return CosineLinear(in_features, num_classes)
     raise ValueError(f"unknown classifier {kind!r}; choose linear or cosine")
+
+
+def make_neck(in_features: int, dim: int) -> tuple[nn.Module, int]:
+    """An embedding neck before the classifier: Linear(in, dim, no bias) + BatchNorm1d(dim) when dim > 0
+    (centres the pooled post-activation features, which otherwise sit in one orthant and so in a narrow
+    cone of angles, which is what a cosine head sees); the identity when dim == 0. Returns (neck, out_dim)."""
+    if dim < 0:
+        raise ValueError(f"neck must be >= 0 (0 = none), got {dim}")
+    if dim == 0:
+        return nn.Identity(), in_features
+    return nn.Sequential(nn.Linear(in_features, dim, bias=False), nn.BatchNorm1d(dim)), dim

@@ -4,6 +4,7 @@ Nine bias-free 3x3 convolutions (64, 64, 128 | 128, 128, 128 | 128, 128, 128), t
 group with stride 2, each followed by BatchNorm and LeakyReLU(0.2), Dropout2d after each group.
 Head "pool" (ARPL/Vaze): global average pool to 128-d, bias-free Linear(128, K).
 Head "flatten" (CAC authors): flatten the 128x4x4 map (2048-d) into Linear(2048, K) with bias.
+`neck` > 0 puts Linear + BatchNorm1d (that many features) between the pooled map and the classifier.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from osrkit.models.heads import make_classifier
+from osrkit.models.heads import make_classifier, make_neck
+from osrkit.engine.precision import fp32_head
 from osrkit.models.output import ModelOutput
 
 _CHANNELS = (64, 64, 128, 128, 128, 128, 128, 128, 128)
@@ -37,6 +39,7 @@ class VGG32(nn.Module):
         dropout: float = 0.2,
         width: float = 1.0,
         classifier: str = "linear",
+        neck: int = 0,
     ) -> None:
         super().__init__()
         if head not in ("pool", "flatten"):
@@ -52,10 +55,11 @@ class VGG32(nn.Module):
         self.features = nn.Sequential(*layers)
         self.head = head
         spatial = -(-image_size // 8)
-        self.embedding_dim = prev if head == "pool" else prev * spatial * spatial
+        pooled_dim = prev if head == "pool" else prev * spatial * spatial
+        self.neck, self.embedding_dim = make_neck(pooled_dim, int(neck))
         self.classifier = make_classifier(classifier, self.embedding_dim, num_classes, bias=(head == "flatten"))
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
         fmap = self.features(x)
-        emb = fmap.mean(dim=(2, 3)) if self.head == "pool" else fmap.flatten(1)
-        return ModelOutput(self.classifier(emb), emb)
+        emb = self.neck(fmap.mean(dim=(2, 3)) if self.head == "pool" else fmap.flatten(1))
+        return ModelOutput(fp32_head(self.classifier, emb), emb)

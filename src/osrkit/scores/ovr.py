@@ -1,10 +1,15 @@
 """Unknown scores for one-vs-rest classifiers: plain OvR and m-OvR (Park et al. 2024).
 
-Default ("loss"): the "sample-wise loss" evaluated without a label, i.e. the OvR loss at the
-predicted class y_hat = argmax_k logit_k, with no margin:
-    score = -log sigmoid(T z_yhat) - sum_{k != yhat} log(1 - sigmoid(T z_k)),
-where z = raw logits (OvR, T = 1 by default) or cos theta_k (m-OvR, T = 32 by default).
-Alternative ("max_sigmoid"): -max_k sigmoid(T z_k). Higher = more likely unknown; predictions = argmax.
+The paper scores by the "sample-wise loss" evaluated without a label, i.e. the OvR loss at the predicted
+class y_hat = argmax_k z_k. Readings offered (``kind``); z = raw logits (OvR) or cos theta_k (m-OvR):
+- "loss": -log sigmoid(T z_yhat) - sum_{k != yhat} log(1 - sigmoid(T z_k)), no margin (OvR's default).
+- "loss_margin" (m-OvR): the same with the training margin applied as in training, s = margin_logits(z, y_hat):
+  the loss the network was trained to make small on knowns.
+- "target": the target term alone, -log sigmoid(T s_yhat) (with the training margin).
+- "max_cos": -max_k z_k (for m-OvR: minus the largest cosine).
+- "max_sigmoid": -max_k sigmoid(T z_k).
+"target", "max_cos" and "max_sigmoid" rank samples identically (monotone in max z); they differ in scale only.
+Higher = more likely unknown; predictions = argmax_k z_k.
 """
 
 from __future__ import annotations
@@ -13,55 +18,74 @@ import math
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
-from osrkit.losses.ovr import ovr_sample_loss
+from osrkit.losses.ovr import MARGIN_ON, margin_logits, ovr_sample_loss
 from osrkit.outputs import Outputs
 from osrkit.scores.base import Scorer, ScoreResult
 
-__all__ = ["OvRScore", "MOvRScore", "OVR_SCORE_KINDS"]
+__all__ = ["OvRScore", "MOvRScore", "OVR_SCORE_KINDS", "MOVR_SCORE_KINDS"]
 
-OVR_SCORE_KINDS = ("loss", "max_sigmoid")
+OVR_SCORE_KINDS = ("loss", "max_sigmoid", "max_cos")
+MOVR_SCORE_KINDS = ("loss_margin", "target", "max_cos", "loss", "max_sigmoid")
+
+
+def _log_sigmoid_target(s: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+    return -F.logsigmoid(s.gather(1, pred.view(-1, 1)).squeeze(1))
 
 
 class _OvRScoreBase(Scorer):
-    """Shared code: the two scorers differ only in their default temperature and what the logits are."""
+    """Shared code: the two scorers differ in their default temperature, their kinds and the margin."""
+
+    uses_training_outputs = False
 
     name = "ovr-base"
     default_temperature = 1.0
+    kinds: tuple[str, ...] = OVR_SCORE_KINDS
 
     def __init__(self, kind: str = "loss", temperature: float | None = None) -> None:
-        if kind not in OVR_SCORE_KINDS:
-            raise ValueError(f"kind must be one of {OVR_SCORE_KINDS}, got {kind!r}")
+        self.kind = self._check_kind(kind)
         t = self.default_temperature if temperature is None else float(temperature)
         if not (t > 0 and math.isfinite(t)):
             raise ValueError(f"temperature must be a positive finite number, got {temperature}")
-        self.kind = kind
         self.temperature = t
+
+    def _check_kind(self, kind: str) -> str:
+        if kind not in self.kinds:
+            raise ValueError(f"score kind must be one of {', '.join(self.kinds)}, got {kind!r}")
+        return kind
 
     def fit(self, outputs: Outputs) -> "_OvRScoreBase":
         """Nothing to fit (kept for the common life cycle)."""
         return self
 
+    def _margin(self, z: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        return z
+
     def score(self, outputs: Outputs) -> ScoreResult:
         logits = outputs.logits
         if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[1] < 1:
             raise ValueError(f"outputs.logits must be a tensor (N, K), got {getattr(logits, 'shape', type(logits))}")
-        z = logits.detach().double() * self.temperature  # float64: sigmoid(T z) saturates in float32 at T = 32
+        z = logits.detach().double()  # float64: sigmoid(T z) saturates in float32 at T = 32
         pred = logits.argmax(dim=1)
+        t = self.temperature
         if self.kind == "loss":
-            scores = ovr_sample_loss(z, pred)
+            scores = ovr_sample_loss(t * z, pred)
+        elif self.kind == "loss_margin":
+            scores = ovr_sample_loss(t * self._margin(z, pred), pred)
+        elif self.kind == "target":
+            scores = _log_sigmoid_target(t * self._margin(z, pred), pred)
+        elif self.kind == "max_cos":
+            scores = -z.max(dim=1).values
         else:
-            scores = -torch.sigmoid(z).max(dim=1).values
+            scores = -torch.sigmoid(t * z).max(dim=1).values
         return ScoreResult(scores, pred)
 
     def state_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "temperature": self.temperature}
 
     def load_state_dict(self, state: dict[str, Any]) -> "_OvRScoreBase":
-        kind = state.get("kind", self.kind)
-        if kind not in OVR_SCORE_KINDS:
-            raise ValueError(f"kind must be one of {OVR_SCORE_KINDS}, got {kind!r}")
-        self.kind = kind
+        self.kind = self._check_kind(state.get("kind", self.kind))
         self.temperature = float(state.get("temperature", self.temperature))
         return self
 
@@ -74,7 +98,32 @@ class OvRScore(_OvRScoreBase):
 
 
 class MOvRScore(_OvRScoreBase):
-    """m-OvR: logits are cos theta_k from ``CosineLinear``; default temperature 32 (the training T), no margin."""
+    """m-OvR: logits are cos theta_k from ``CosineLinear``; default temperature 32 (the training T).
+
+    `margin`/`margin_on` are the training loss's, used by "loss_margin" and "target" (see module doc).
+    """
 
     name = "m-ovr"
     default_temperature = 32.0
+    kinds = MOVR_SCORE_KINDS
+
+    def __init__(self, kind: str = "loss_margin", temperature: float | None = None, margin: float = 0.5,
+                 margin_on: str = "all") -> None:
+        super().__init__(kind, temperature)
+        if margin_on not in MARGIN_ON:
+            raise ValueError(f"margin_on must be one of {', '.join(MARGIN_ON)}, got {margin_on!r}")
+        if not math.isfinite(float(margin)):
+            raise ValueError(f"margin must be finite, got {margin}")
+        self.margin, self.margin_on = float(margin), margin_on
+
+    def _margin(self, z: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        return margin_logits(z, pred, self.margin, self.margin_on)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "margin": self.margin, "margin_on": self.margin_on}
+
+    def load_state_dict(self, state: dict[str, Any]) -> "MOvRScore":
+        super().load_state_dict(state)
+        self.margin = float(state.get("margin", self.margin))
+        self.margin_on = state.get("margin_on", self.margin_on)
+        return self

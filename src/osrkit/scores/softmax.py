@@ -11,6 +11,8 @@ from osrkit.scores.base import Scorer, ScoreResult
 class MSPScore(Scorer):
     """Maximum softmax probability (Hendrycks & Gimpel): unknown score 1 - max softmax."""
 
+    uses_training_outputs = False
+
     name = "msp"
 
     def score(self, outputs: Outputs) -> ScoreResult:
@@ -22,6 +24,8 @@ class MSPScore(Scorer):
 class MLSScore(Scorer):
     """Maximum logit score (Vaze et al. 2022): unknown score -max logit."""
 
+    uses_training_outputs = False
+
     name = "mls"
 
     def score(self, outputs: Outputs) -> ScoreResult:
@@ -31,6 +35,8 @@ class MLSScore(Scorer):
 
 class EnergyScore(Scorer):
     """Energy (Liu et al. 2020): unknown score -T·logsumexp(logits/T)."""
+
+    uses_training_outputs = False
 
     name = "energy"
 

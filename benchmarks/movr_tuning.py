@@ -1,0 +1,136 @@
+"""Choose m-OvR's defaults on data that is not reported: training variants × every score reading.
+
+    python benchmarks/movr_tuning.py --task digits --splits 0,1,2,3,4 --seeds 0,1
+    python benchmarks/movr_tuning.py --task mnist --family arpl --splits 0 --model vgg32-lite --epochs 3
+
+Each variant (a name and its TrainConfig overrides) is trained once per split and seed; every m-OvR score
+reading is computed on that one network, and softmax is trained with the same recipe for the baseline
+(MSP and MLS on one network). The MNIST `neal` splits, where results are reported, are never tuned on.
+Writes benchmarks/results/<name>.{json,md}.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import header, write  # noqa: E402
+
+from osrkit.data.tasks import make_task  # noqa: E402
+from osrkit.engine.config import TrainConfig  # noqa: E402
+from osrkit.engine.pipeline import compute_metrics, fit_method, fit_scorer, predict_with  # noqa: E402
+from osrkit.methods import default_config, get_method  # noqa: E402
+from osrkit.scores.ovr import MOVR_SCORE_KINDS  # noqa: E402
+
+# name -> (method, TrainConfig overrides); method_params merge into the method's defaults
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "softmax": ("softmax", {}),
+    "movr (paper: margin all)": ("movr", {}),
+    "movr margin target": ("movr", {"method_params": {"margin_on": "target"}}),
+    "movr margin two-sided": ("movr", {"method_params": {"margin_on": "two-sided"}}),
+    "movr neck": ("movr", {"model_kwargs": {"neck": 128}}),
+    "movr no-decay groups": ("movr", {"weight_decay_on": "weights"}),
+    "movr neck + no-decay": ("movr", {"model_kwargs": {"neck": 128}, "weight_decay_on": "weights"}),
+    "movr two-sided + neck + no-decay": ("movr", {"model_kwargs": {"neck": 128}, "weight_decay_on": "weights",
+                                                  "method_params": {"margin_on": "two-sided"}}),
+    "movr T=16": ("movr", {"method_params": {"temperature": 16.0}}),
+    "movr T=64": ("movr", {"method_params": {"temperature": 64.0}}),
+    "movr m=0.2": ("movr", {"method_params": {"margin": 0.2}}),
+    "movr m=0.8": ("movr", {"method_params": {"margin": 0.8}}),
+}
+
+
+def score_all(trained, task, kinds: dict[str, tuple[str, dict]]) -> dict[str, dict]:
+    """Every score reading on one trained network: the network's outputs are computed once."""
+    cfg = TrainConfig.from_dict(trained.meta["osrkit_config"])
+    known = predict_with(trained.model, task.test_x, task, cfg, labels=task.test_y)
+    unknown = predict_with(trained.model, task.unknown_x, task, cfg)
+    out = {}
+    for label, (method, params) in kinds.items():
+        m = get_method(method)
+        given = {k: v for k, v in cfg.method_params.items() if k in m.params} | params
+        scorer = fit_scorer(m.make_scorer(task.num_classes, m.resolved_params(given)), trained.model, task, cfg)
+        r = compute_metrics(known, unknown, scorer, None)
+        out[label] = {k: float(r[k]) for k in ("auroc", "oscr", "accuracy")}
+    return out
+
+
+def run_variant(name: str, task, args, seed: int) -> dict[str, dict]:
+    method, over = VARIANTS[name]
+    cfg = default_config(method, args.task).replace(seed=seed, **({"model": args.model} if args.model else {}),
+                                                    **({"epochs": args.epochs} if args.epochs else {}))
+    cfg = cfg.replace(**over)
+    t0 = time.perf_counter()
+    trained = fit_method(method, task, cfg, progress=False)
+    if method == "softmax":
+        kinds = {"msp": ("softmax", {}), "mls": ("mls", {})}
+    else:
+        kinds = {k: ("movr", {"score": k}) for k in MOVR_SCORE_KINDS}
+    out = score_all(trained, task, kinds)
+    out["_seconds"] = time.perf_counter() - t0
+    return out
+
+
+def render(rows: list[dict], h: dict) -> str:
+    names = list(dict.fromkeys(r["variant"] for r in rows))
+    lines = [f"# m-OvR tuning on {h['protocol']} (not a reported protocol)", "",
+             "| variant | score | AUROC | OSCR | accuracy | runs |", "|---|---|---|---|---|---|"]
+    best = {}
+    for n in names:
+        sel = [r for r in rows if r["variant"] == n]
+        for s in [k for k in sel[0]["scores"] if not k.startswith("_")]:
+            a = np.array([r["scores"][s]["auroc"] for r in sel])
+            o = np.array([r["scores"][s]["oscr"] for r in sel])
+            c = np.array([r["scores"][s]["accuracy"] for r in sel])
+            best[(n, s)] = a.mean()
+            lines.append(f"| {n} | {s} | {a.mean():.4f} ± {a.std(ddof=1) if len(a) > 1 else 0:.4f} | "
+                         f"{o.mean():.4f} | {c.mean():.4f} | {len(a)} |")
+    top = sorted(best.items(), key=lambda kv: -kv[1])[:5]
+    lines += ["", "Top five (variant, score) by mean AUROC: " +
+              "; ".join(f"{n} / {s}: {v:.4f}" for (n, s), v in top), "",
+              f"Command: `{h['command']}`; date {h['date']}; {h['machine']['processor']}, "
+              f"{h['machine']['cpu_count']} cores, torch {h['machine']['torch']}; commit {h['git_commit']}.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--task", default="digits")
+    ap.add_argument("--family", default="neal")
+    ap.add_argument("--splits", default="0,1,2,3,4")
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--model")
+    ap.add_argument("--epochs", type=int)
+    ap.add_argument("--variants", help="comma-separated names (default: all); see VARIANTS")
+    ap.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    ap.add_argument("--name", default="movr_tuning")
+    args = ap.parse_args()
+    if args.task == "mnist" and args.family == "neal":
+        raise SystemExit("MNIST neal splits are the reported protocol: tune elsewhere (digits, or --family arpl)")
+    torch.set_num_threads(2)
+    names = args.variants.split(";") if args.variants else list(VARIANTS)
+    h = header() | {"protocol": f"{args.task} `{args.family}` splits {args.splits}, seeds {args.seeds}"}
+    rows = []
+    for split in [int(s) for s in args.splits.split(",")]:
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            task = make_task(args.task, split=split, family=args.family, data_root=args.data_root, seed=seed)
+            for n in names:
+                res = run_variant(n, task, args, seed)
+                rows.append({"variant": n, "split": split, "seed": seed, "scores": res})
+                print(f"split {split} seed {seed} {n}: " + ", ".join(
+                    f"{k} {v['auroc']:.4f}" for k, v in res.items() if not k.startswith("_")), flush=True)
+                write(args.name, h | {"rows": rows}, render(rows, h))
+
+
+if __name__ == "__main__":
+    main()
