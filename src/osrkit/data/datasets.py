@@ -47,6 +47,8 @@ class ImageSet(Dataset):
     data: torch.Tensor
     targets: torch.Tensor
     classes: list[str]
+    source: str | None = None  # where the images came from, where a data set has several sources
+    label: str | None = None  # how results name the data when it is not the canonical copy
     downloadable: bool = False
     expected_files: tuple[str, ...] = ()
 
@@ -137,15 +139,44 @@ class _CIFAR100Files(_ExistenceOnly, torchvision.datasets.CIFAR100):
     pass
 
 
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+# where an ImageFolder copy of CIFAR-10 (train/<class>/, test/<class>/) is looked for, under the data root
+CIFAR10_FOLDERS = ("cifar10-jpeg", "cifar10", ".")
+
+
 class CIFAR10(ImageSet):
-    """CIFAR-10 via torchvision (python pickle batches under ROOT/cifar-10-batches-py)."""
+    """CIFAR-10 via torchvision (python pickle batches under ROOT/cifar-10-batches-py), or, where those are
+    absent, an ImageFolder copy (ROOT/cifar10-jpeg/, ROOT/cifar10/ or ROOT itself holding train/<class>/ and
+    test/<class>/ with the ten class names), such as ../shared/data/cifar10-jpeg.tar.gz extracted. `source`
+    records which: "pickles", or "image folder" (labelled "CIFAR-10 (JPEG copy)" when the files are JPEG)."""
 
     downloadable = True
     tv_class = _CIFAR10Files
     expected_files = tuple(f"cifar-10-batches-py/{f}" for f in (
         "data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch", "batches.meta"))
 
+    @classmethod
+    def image_folder(cls, root=None) -> Path | None:
+        """The first CIFAR-10 ImageFolder copy under the data root (train/ and test/ with the ten classes)."""
+        r = default_data_root(root)
+        for sub in CIFAR10_FOLDERS:
+            base = r / sub
+            if all((base / part / c).is_dir() for part in ("train", "test") for c in CIFAR10_CLASSES):
+                return base
+        return None
+
+    @classmethod
+    def files_present(cls, root=None) -> bool:
+        if cls is not CIFAR10:
+            return super().files_present(root)
+        return super().files_present(root) or cls.image_folder(root) is not None
+
     def _load(self, download):
+        self.source = "pickles"
+        folder = None if type(self) is not CIFAR10 or download or super().files_present(self.root) \
+            else self.image_folder(self.root)
+        if folder is not None:
+            return self._load_folder(folder)
         if download:
             getattr(torchvision.datasets, type(self).__name__)(root=str(self.root), train=self.train, download=True)
         try:
@@ -154,6 +185,20 @@ class CIFAR10(ImageSet):
             raise _missing(type(self).__name__, self.root, list(self.expected_files)) from e
         data = torch.as_tensor(ds.data).permute(0, 3, 1, 2).contiguous()
         return data, torch.as_tensor(ds.targets, dtype=torch.int64), list(ds.classes)
+
+
+    def _load_folder(self, folder: Path):
+        ds = torchvision.datasets.ImageFolder(str(folder / ("train" if self.train else "test")))
+        if tuple(ds.classes) != CIFAR10_CLASSES:
+            raise ValueError(f"{folder}: a CIFAR-10 image folder needs exactly the class folders "
+                             f"{', '.join(CIFAR10_CLASSES)}; found {', '.join(ds.classes)}")
+        paths = [Path(p) for p, _ in ds.samples]
+        jpeg = all(p.suffix.lower() in (".jpg", ".jpeg") for p in paths)
+        self.source = "image folder (JPEG)" if jpeg else "image folder"
+        self.label = "CIFAR-10 (JPEG copy)" if jpeg else "CIFAR-10 (image folder)"
+        images = np.stack([_read_rgb(p, 32) for p in paths])
+        labels = torch.as_tensor([y for _, y in ds.samples], dtype=torch.int64)
+        return torch.as_tensor(images).permute(0, 3, 1, 2).contiguous(), labels, list(CIFAR10_CLASSES)
 
 
 class CIFAR100(CIFAR10):

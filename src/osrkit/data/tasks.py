@@ -203,7 +203,12 @@ def make_task(
     names = [train_ds.classes[i] for i in sorted(known_idx)]
     spec = {"dataset": dataset, "known": list(known_idx), "unknown": list(unknown_idx),
             "image_size": size, "val_fraction": val_fraction, "seed": seed, **split_desc}
-    name = dataset if split_desc["family"] is None else f"{dataset}/{family}{split}"
+    if test_ds.source is not None:  # e.g. CIFAR-10 from pickles or from its JPEG copy: results say which
+        spec["source"] = test_ds.source
+        if test_ds.label:
+            spec["data_label"] = test_ds.label
+    shown = f"{dataset}-jpeg" if spec.get("source") == "image folder (JPEG)" else dataset  # never passed off as CIFAR-10
+    name = shown if split_desc["family"] is None else f"{shown}/{family}{split}"
     if outlier is not None:
         spec["outlier"] = outlier
         spec["outlier_root"] = str(outlier_root) if outlier_root else None
