@@ -28,7 +28,8 @@ from _common import RESULTS, header, write  # noqa: E402
 
 from osrkit.analysis.study import jacobian_study  # noqa: E402
 from osrkit.data.tasks import make_task  # noqa: E402
-from osrkit.engine.pipeline import evaluate, fit_method  # noqa: E402
+from osrkit.engine.pipeline import evaluate, fit_method, load_trained  # noqa: E402
+from osrkit.results.grid import checkpoint_name, plan_grid  # noqa: E402
 from osrkit.methods import default_config  # noqa: E402
 
 
@@ -42,6 +43,8 @@ def main() -> None:
     ap.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out-dir", default="runs/bench-jacobian")
+    ap.add_argument("--from-bench", help="checkpoint folder of an `osrkit bench` grid with the same model, epochs and "
+                                         "splits: study those networks instead of training new ones")
     ap.add_argument("--name", default="jacobian_study", help="results/<name>.{json,md} and results/<name>/ plots")
     ap.add_argument("--render-only", action="store_true", help="rebuild the Markdown from results/<name>.json")
     args = ap.parse_args()
@@ -63,8 +66,16 @@ def main() -> None:
         task = make_task("mnist", split, data_root=args.data_root)
         for method in args.methods.split(","):
             cfg = default_config(method, "mnist").replace(model=args.model, epochs=args.epochs)
-            ckpt = Path(args.out_dir) / f"{method}-{args.model}-e{args.epochs}-split{split}.pt"
-            trained = fit_method(method, task, cfg, checkpoint=ckpt, resume=True, progress=False)
+            if args.from_bench:  # the very networks an `osrkit bench` grid trained (same recipe and naming)
+                spec = plan_grid([method], ["mnist"], [split], [0], epochs=args.epochs,
+                                 config={"model": args.model})[0]
+                ckpt = Path(args.from_bench) / checkpoint_name(spec)
+                if not ckpt.exists():
+                    raise SystemExit(f"{ckpt} not found: run the bench grid first (or drop --from-bench)")
+            else:
+                ckpt = Path(args.out_dir) / f"{method}-{args.model}-e{args.epochs}-split{split}.pt"
+            trained = fit_method(method, task, cfg, checkpoint=ckpt, resume=True, progress=False) \
+                if not args.from_bench else load_trained(ckpt)
             res = evaluate(trained, task)
             plot_dir = RESULTS / args.name / f"{method}-split{split}"
             jac = jacobian_study(trained, task, plot_dir, n=args.n, progress=False)
@@ -83,6 +94,24 @@ def _split_orders_match(rows: list[dict], split: int) -> bool:
     """Whether, on one split, ranking the methods by between/within equals ranking them by the AUROC of the norm."""
     sel = [r for r in rows if r["split"] == split]
     return sorted(sel, key=lambda r: -r["between_within"]) == sorted(sel, key=lambda r: -r["auroc_of_norm"])
+
+
+def _fig8_claim(rows: list[dict], mean) -> str:
+    """The paper's Fig. 8: m-OvR has the larger Jacobian-norm difference and the lower Davies–Bouldin index."""
+    splits = sorted({r["split"] for r in rows})
+    get = lambda m, sp, k: next(r[k] for r in rows if r["method"] == m and r["split"] == sp)  # noqa: E731
+    diff = sum(get("movr", sp, "difference") > get("softmax", sp, "difference") for sp in splits)
+    ratio = sum(get("movr", sp, "ratio") > get("softmax", sp, "ratio") for sp in splits)
+    db = sum(get("movr", sp, "davies_bouldin") < get("softmax", sp, "davies_bouldin") for sp in splits)
+    dbu = sum(get("movr", sp, "davies_bouldin_unit") < get("softmax", sp, "davies_bouldin_unit") for sp in splits)
+    verdict = lambda k: "holds" if k == len(splits) else ("holds in part" if k else "does not hold")  # noqa: E731
+    return (f"The paper's Fig. 8 (m-OvR over softmax). Norm difference (unknown − known) larger for movr in {diff} of "
+            f"{len(splits)} splits ({verdict(diff)}; mean movr {mean('movr', 'difference'):.4f}, softmax "
+            f"{mean('softmax', 'difference'):.4f}; the scale-free ratio unknown/known larger in {ratio} of {len(splits)}). "
+            f"Davies–Bouldin lower (better) for movr in {db} of {len(splits)} splits ({verdict(db)}; mean movr "
+            f"{mean('movr', 'davies_bouldin'):.3f}, softmax {mean('softmax', 'davies_bouldin'):.3f}); on the "
+            f"unit-normalised embedding in {dbu} of {len(splits)} (movr {mean('movr', 'davies_bouldin_unit'):.3f}, "
+            f"softmax {mean('softmax', 'davies_bouldin_unit'):.3f}).")
 
 
 def render(rows: list[dict], splits: str, model: str, epochs: int, n: int, h: dict | None = None,
@@ -140,6 +169,8 @@ def render(rows: list[dict], splits: str, model: str, epochs: int, n: int, h: di
                           f"softmax {mean('softmax', 'silhouette_cosine'):.3f}" if cosine else "") + ")"
                        + ("." if stronger else f"; so the mechanism (more separation, larger gap) is tested here across "
                           f"the {len(methods)} methods' measured separation, not as movr over softmax."))
+    if {"movr", "softmax"} <= set(methods) and all("davies_bouldin" in r for r in rows):
+        md += ["", _fig8_claim(rows, mean)]
     md.append("")
     h = h or header()
     md.append(f"Command: `{h['command']}`; date {h['date']}; {h['machine']['processor']}, {h['machine']['cpu_count']} cores; "

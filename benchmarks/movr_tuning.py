@@ -47,6 +47,12 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "movr T=64": ("movr", {"method_params": {"temperature": 64.0}}),
     "movr m=0.2": ("movr", {"method_params": {"margin": 0.2}}),
     "movr m=0.8": ("movr", {"method_params": {"margin": 0.8}}),
+    # second round, around the first round's best (margin on the target only)
+    "movr target + neck": ("movr", {"method_params": {"margin_on": "target"}, "model_kwargs": {"neck": 128}}),
+    "movr target + no-decay": ("movr", {"method_params": {"margin_on": "target"}, "weight_decay_on": "weights"}),
+    "movr target T=16": ("movr", {"method_params": {"margin_on": "target", "temperature": 16.0}}),
+    "movr target m=0.2": ("movr", {"method_params": {"margin_on": "target", "margin": 0.2}}),
+    "movr target m=0.8": ("movr", {"method_params": {"margin_on": "target", "margin": 0.8}}),
 }
 
 

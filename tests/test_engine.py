@@ -139,3 +139,35 @@ def test_same_config_ignores_scorer_only_parameters():
     assert same_config(other_scorer, current, "openmax")
     other_loss = {**current, "method_params": {**current["method_params"], "label_smoothing": 0.1}}
     assert not same_config(other_loss, current, "openmax")
+
+
+def test_select_best_val_anchor_loss_keeps_the_epoch_with_the_lowest_anchor_term(task, tmp_path):
+    cfg = default_config("cac", "digits").replace(epochs=4, select="best-val-anchor-loss")
+    trained = fit_method("cac", task, cfg, checkpoint=tmp_path / "cac.pt", progress=False)
+    anchors = [h["val_anchor"] for h in trained.history]
+    assert all(h["val_tuplet"] > 0 for h in trained.history)
+    best = int(min(range(len(anchors)), key=anchors.__getitem__))
+    state = load_checkpoint(tmp_path / "cac.pt")
+    assert state["train_state"]["best"]["epoch"] == best
+    for k, v in state["train_state"]["best"]["model"].items():
+        assert torch.equal(trained.model.state_dict()[k], v), k
+    with pytest.raises(ValueError, match="anchor"):
+        fit_method("softmax", task, _cfg(select="best-val-anchor-loss", epochs=1), progress=False)
+
+
+def test_trainval_partition_file(tmp_path):
+    import json
+
+    from osrkit.data.tasks import read_trainval
+
+    part = {"Train": {"0": [0, 2, 4], "1": [10, 11]}, "Val": {"0": [1], "1": [12]}}
+    path = tmp_path / "tv.json"
+    path.write_text(json.dumps(part))
+    assert read_trainval(path) == [0, 2, 4, 10, 11]
+    t = make_task("digits", known=[0, 1, 2, 3, 4, 5], train_indices=read_trainval(path))
+    assert len(t.train_y) <= 5 and t.spec["train_indices"].startswith("5 indices")
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="train/val partition"):
+        read_trainval(tmp_path / "bad.json")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_trainval(tmp_path / "missing.json")

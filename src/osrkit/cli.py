@@ -19,7 +19,7 @@ from rich.table import Table
 
 from osrkit.data.datasets import DATASETS, default_data_root
 from osrkit.data.splits import SPLIT_ALIASES, num_splits, split_families
-from osrkit.data.tasks import PLUS_TASKS, make_task
+from osrkit.data.tasks import PLUS_TASKS, make_task, read_trainval
 from osrkit.engine.checkpoint import atomic_write_text
 from osrkit.engine.config import TrainConfig
 from osrkit.methods import default_config, list_methods
@@ -55,6 +55,8 @@ def _add_task_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", help="data folder (default $OSRKIT_DATA, else ~/.cache/osrkit)")
     p.add_argument("--download", action="store_true", help="download the data set where torchvision can")
     p.add_argument("--val-fraction", type=float, default=0.2, help="held-out share of known training data")
+    p.add_argument("--trainval", help="a fixed train/val partition (JSON {\"Train\": {class: [indices]}, \"Val\": ...}, "
+                                      "as the CAC authors publish) instead of the seeded --val-fraction holdout")
     p.add_argument("--outlier", help="outlier-set protocol (CROSR): all classes known, this set unknown "
                                      "(omniglot, mnist-noise, noise, imagenet-crop, imagenet-resize, lsun-crop, lsun-resize)")
     p.add_argument("--outlier-root", help="folder of the outlier set (default: the data root; LSUN: its image folder)")
@@ -73,7 +75,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-decay-on", choices=["all", "weights"],
                    help="all (default) or weights: no decay on biases, norms and cosine prototypes")
     p.add_argument("--augment", choices=["none", "crop", "crop-flip"])
-    p.add_argument("--select", choices=["last", "best-val-loss"])
+    p.add_argument("--select", choices=["last", "best-val-loss", "best-val-anchor-loss"],
+                   help="which epoch's weights to keep: the last, the lowest validation loss, or (CAC) the lowest "
+                        "validation anchor loss, as the CAC authors chose")
     p.add_argument("--seed", type=int)
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"],
                    help="auto (default): bf16 autocast where the device runs it natively, else fp32")
@@ -118,7 +122,8 @@ def _make_task(args, split: int | None, seed: int = 0):
     explicit = known is not None or args.outlier is not None
     return make_task(args.task, split=None if explicit else split, family=args.family, known=known,
                      unknown=_csv(args.unknown), data_root=args.data_root, download=args.download,
-                     val_fraction=args.val_fraction, seed=seed, outlier=args.outlier, outlier_root=args.outlier_root)
+                     val_fraction=args.val_fraction, seed=seed, outlier=args.outlier, outlier_root=args.outlier_root,
+                     train_indices=read_trainval(args.trainval) if getattr(args, "trainval", None) else None)
 
 
 def _setup(args) -> None:

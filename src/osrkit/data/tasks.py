@@ -129,6 +129,22 @@ def _empty_like(ds: ImageSet) -> ImageSet:
     return empty
 
 
+def read_trainval(path) -> list[int]:
+    """The training indices of a CAC-authors-style partition file: {"Train": {class: [indices]}, "Val": {...}}."""
+    import json
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"train/val partition file {p} does not exist")
+    try:
+        parts = json.loads(p.read_text())
+        return sorted(int(i) for idxs in parts["Train"].values() for i in idxs)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"{p} is not a train/val partition: expected JSON {{\"Train\": {{class: [indices]}}, "
+                         f"\"Val\": ...}} ({e})") from e
+
+
 def make_task(
     dataset: str,
     split: int | None = 0,
@@ -203,6 +219,11 @@ def make_task(
     names = [train_ds.classes[i] for i in sorted(known_idx)]
     spec = {"dataset": dataset, "known": list(known_idx), "unknown": list(unknown_idx),
             "image_size": size, "val_fraction": val_fraction, "seed": seed, **split_desc}
+    if train_indices is not None:  # a fixed partition is part of the task's identity
+        import hashlib
+
+        ids = ",".join(str(int(i)) for i in train_indices)
+        spec["train_indices"] = f"{len(train_indices)} indices, sha1 {hashlib.sha1(ids.encode()).hexdigest()[:12]}"
     if test_ds.source is not None:  # e.g. CIFAR-10 from pickles or from its JPEG copy: results say which
         spec["source"] = test_ds.source
         if test_ds.label:

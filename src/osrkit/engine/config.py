@@ -24,7 +24,7 @@ class TrainConfig:
     schedule: str = "onecycle"  # onecycle | cosine | step | constant
     step_epochs: list[int] = field(default_factory=list)  # for "step": lr x0.1 at these epochs
     augment: str = "crop"  # none | crop | crop-flip
-    select: str = "last"  # last | best-val-loss: which epoch's weights to keep
+    select: str = "last"  # last | best-val-loss | best-val-anchor-loss (CAC): which epoch's weights to keep
     seed: int = 0
     method_params: dict[str, Any] = field(default_factory=dict)  # loss/scorer hyper-parameters
     precision: str = "auto"  # auto | bf16 | fp32: bf16 autocast where the device runs it natively
@@ -32,7 +32,7 @@ class TrainConfig:
     eval_batch_size: int = 512
 
     def __post_init__(self) -> None:
-        choices = {"select": ("last", "best-val-loss"), "schedule": ("onecycle", "cosine", "step", "constant"),
+        choices = {"select": ("last", "best-val-loss", "best-val-anchor-loss"), "schedule": ("onecycle", "cosine", "step", "constant"),
                    "optimizer": ("sgd", "adam"), "augment": ("none", "crop", "crop-flip"),
                    "precision": PRECISIONS, "memory_format": MEMORY_FORMATS, "weight_decay_on": ("all", "weights")}
         for name, ok in choices.items():

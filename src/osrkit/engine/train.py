@@ -71,12 +71,12 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch
 
 
 @torch.no_grad()
-def _validate(model, loss_fn, loss_step, task: OpenSetTask, cfg: TrainConfig, device) -> tuple[float, float]:
-    """Mean validation loss and accuracy, in eval mode."""
+def _validate(model, loss_fn, loss_step, task: OpenSetTask, cfg: TrainConfig, device) -> dict[str, float]:
+    """Mean validation loss, accuracy and the loss's named terms (e.g. CAC's anchor term), in eval mode."""
     if len(task.val_y) == 0:
-        return float("nan"), float("nan")
+        return {"val_loss": float("nan"), "val_accuracy": float("nan")}
     model.eval()
-    total, correct, n = 0.0, 0, 0
+    total, correct, n, terms = 0.0, 0, 0, {}
     for i in range(0, len(task.val_y), cfg.eval_batch_size):
         x = to_memory_format(normalize(task.val_x[i:i + cfg.eval_batch_size].to(device), task.mean, task.std),
                              cfg.memory_format)
@@ -84,10 +84,16 @@ def _validate(model, loss_fn, loss_step, task: OpenSetTask, cfg: TrainConfig, de
         with autocast(cfg.precision, device):
             out = outputs_fp32(model(x))
             total += float(loss_step(loss_fn, out, x, y)) * len(y)
+        for k, v in (getattr(loss_fn, "last_terms", None) or {}).items():
+            if k != "loss":
+                terms[k] = terms.get(k, 0.0) + float(v) * len(y)
         correct += int((out.logits.argmax(1) == y).sum())
         n += len(y)
     model.train()
-    return total / n, correct / n
+    return {"val_loss": total / n, "val_accuracy": correct / n, **{f"val_{k}": v / n for k, v in terms.items()}}
+
+
+_SELECT_KEY = {"best-val-loss": "val_loss", "best-val-anchor-loss": "val_anchor"}
 
 
 def same_config(saved: dict | None, current: dict, method: str | None = None) -> bool:
@@ -191,14 +197,19 @@ def train(model: torch.nn.Module, loss_fn: torch.nn.Module, task: OpenSetTask, c
                 loss_sum += loss_val * len(y)
                 bar.update(pid, advance=1, loss=loss_val, ips=seen / (time.perf_counter() - t0))
             train_time = time.perf_counter() - t0
-            val_loss, val_acc = _validate(model, loss_fn, loss_step, task, cfg, device)
-            rec = {"epoch": epoch, "train_loss": loss_sum / seen, "val_loss": val_loss, "val_accuracy": val_acc,
+            val = _validate(model, loss_fn, loss_step, task, cfg, device)
+            rec = {"epoch": epoch, "train_loss": loss_sum / seen, **val,
                    "train_seconds": train_time, "images_per_second": seen / train_time,
                    "lr": float(opt.param_groups[0]["lr"])}
             history.append(rec)
-            if cfg.select == "best-val-loss" and val_loss < best["val_loss"]:
-                best = {"val_loss": val_loss, "epoch": epoch,
-                        "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+            if cfg.select in _SELECT_KEY:
+                key = _SELECT_KEY[cfg.select]
+                if key not in val:
+                    raise ValueError(f"--select {cfg.select} needs the loss's {key[4:]} term on validation data; "
+                                     f"this method's loss has {sorted(k[4:] for k in val if k != 'val_accuracy')}")
+                if val[key] < best["val_loss"]:
+                    best = {"val_loss": val[key], "epoch": epoch,
+                            "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
             if checkpoint is not None:
                 save_checkpoint(checkpoint, {
                     **(meta or {}), "config": cfg.to_dict(), "model": model.state_dict(), "loss": loss_fn.state_dict(),
@@ -207,7 +218,7 @@ def train(model: torch.nn.Module, loss_fn: torch.nn.Module, task: OpenSetTask, c
                                     "history": history, "best": best, "finished": epoch + 1 == cfg.epochs}})
             if on_epoch is not None:
                 on_epoch(epoch, rec)
-    if cfg.select == "best-val-loss" and best["model"] is not None:
+    if cfg.select in _SELECT_KEY and best["model"] is not None:
         model.load_state_dict(best["model"])
     model.eval()
     return {"history": history, "best_epoch": best["epoch"]}

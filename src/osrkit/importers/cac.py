@@ -8,13 +8,12 @@ Evaluation follows their protocol: anchors re-centred on the correctly classifie
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
-from osrkit.data.tasks import make_task
+from osrkit.data.tasks import make_task, read_trainval
 from osrkit.engine.checkpoint import load_model_weights, save_checkpoint
 from osrkit.engine.config import TrainConfig
 from osrkit.engine.pipeline import Trained, _meta, _val_threshold, build_model
@@ -52,8 +51,7 @@ def import_cac(checkpoint: str | Path, known: Sequence[int], normalize: tuple[fl
         raise ValueError(f"{checkpoint} is not a CAC authors' checkpoint (expected a dict with 'net')")
     net = raw["net"]
     method = method or ("cac" if "means" in net else "softmax")
-    parts = json.loads(Path(trainval).read_text())
-    train_idx = sorted(int(i) for idxs in parts["Train"].values() for i in idxs)
+    train_idx = read_trainval(trainval)
     mean, std = normalize
     task = make_task("mnist", known=list(known), data_root=data_root, image_size=32,
                      normalization=([float(mean)], [float(std)]), train_indices=train_idx)

@@ -147,19 +147,21 @@ def _check_data(tasks: Sequence[str], data_root, download: bool) -> None:
                                 "pass --data-root DIR, or --download where possible")
 
 
-def make_config(method: str, task: str, seed: int, epochs: int | None, overrides: Mapping[str, Any] | None):
-    """Method/data-set defaults, then the grid's TrainConfig overrides, then epochs and seed."""
+def make_config(method: str, task: str, seed: int, epochs: int | None, overrides: Mapping[str, Any] | None,
+                device: str = "cpu"):
+    """Method/data-set defaults, then the grid's TrainConfig overrides, then epochs and seed; "auto" precision
+    and memory format resolved for `device` (what ran is the run's identity)."""
     from osrkit.methods import default_config
 
     cfg = default_config(method, task)
     if overrides:
         cfg = cfg.replace(**dict(overrides))
-    return cfg.replace(epochs=epochs, seed=seed)
+    return cfg.replace(epochs=epochs, seed=seed).resolved(device)
 
 
 def plan_grid(methods: Sequence[str], tasks: Sequence[str], splits: Sequence[int] | None, seeds: Sequence[int],
               family: str = "neal", epochs: int | None = None,
-              config: Mapping[str, Any] | None = None) -> list[RunSpec]:
+              config: Mapping[str, Any] | None = None, device: str = "cpu") -> list[RunSpec]:
     """Every run of the grid, validated; ordered task → split → seed → method so each task loads once."""
     methods, tasks, seeds = list(methods), list(tasks), list(seeds)
     if not methods or not tasks or not seeds:
@@ -173,7 +175,7 @@ def plan_grid(methods: Sequence[str], tasks: Sequence[str], splits: Sequence[int
         for s in per_task[t]:
             for seed in seeds:
                 for m in methods:
-                    cfg = make_config(m, t, int(seed), epochs, config)
+                    cfg = make_config(m, t, int(seed), epochs, config, device)
                     specs.append(RunSpec(m, t, family, int(s), int(seed), cfg.to_dict()))
     return specs
 
@@ -386,7 +388,7 @@ def run_grid(methods: Sequence[str], tasks: Sequence[str], splits: Sequence[int]
     """
     t_start = time.perf_counter()
     device = resolve_device(device)
-    specs = plan_grid(methods, tasks, splits, seeds, family, epochs, config)
+    specs = plan_grid(methods, tasks, splits, seeds, family, epochs, config, device)
     _check_data(sorted({s.task for s in specs}), data_root, download)
     if threads:
         import torch

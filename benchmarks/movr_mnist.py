@@ -1,0 +1,127 @@
+"""m-OvR against softmax and MLS on the five MNIST `neal` splits, one recipe for all, through `osrkit bench`.
+
+    python benchmarks/movr_mnist.py --config benchmarks/grid_mnist_movr.yaml
+
+Runs the grid in the YAML file (methods, splits, epochs, backbone: the same for every method) into its SQLite
+database (resumable: stored runs are skipped), then re-scores every m-OvR network with every score reading and
+the softmax networks with MSP, MLS and energy, on the known-test and unknown-test sets. Writes
+benchmarks/results/<name>.{json,md}: per-split AUROC/OSCR/accuracy, means, and the issue's acceptance check.
+The defaults were chosen on other data (benchmarks/results/movr_tuning_*.md); nothing here is tuned.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, header, write  # noqa: E402
+
+from osrkit.data.tasks import make_task  # noqa: E402
+from osrkit.engine.config import TrainConfig  # noqa: E402
+from osrkit.engine.pipeline import compute_metrics, fit_scorer, load_trained, predict_with  # noqa: E402
+from osrkit.methods import get_method  # noqa: E402
+from osrkit.results.grid import checkpoint_name, grid_kwargs, plan_grid, run_grid  # noqa: E402
+from osrkit.scores.ovr import MOVR_SCORE_KINDS  # noqa: E402
+
+READINGS = {"softmax": {"msp": ("softmax", {}), "mls": ("mls", {}), "energy": ("energy", {})},
+            "movr": {k: ("movr", {"score": k}) for k in MOVR_SCORE_KINDS}}
+
+
+def rescore(ckpt: Path, task, readings: dict) -> dict[str, dict]:
+    """Every reading on one stored network (outputs computed once)."""
+    trained = load_trained(ckpt)
+    cfg = TrainConfig.from_dict(trained.meta["osrkit_config"])
+    known = predict_with(trained.model, task.test_x, task, cfg, labels=task.test_y)
+    unknown = predict_with(trained.model, task.unknown_x, task, cfg)
+    out = {}
+    for label, (method, params) in readings.items():
+        m = get_method(method)
+        given = {k: v for k, v in cfg.method_params.items() if k in m.params} | params
+        scorer = fit_scorer(m.make_scorer(task.num_classes, m.resolved_params(given)), trained.model, task, cfg)
+        r = compute_metrics(known, unknown, scorer, None)
+        out[label] = {k: float(r[k]) for k in ("auroc", "oscr", "accuracy", "fpr95")}
+    return out
+
+
+def _ms(v: list[float]) -> str:
+    return f"{np.mean(v):.4f} ± {np.std(v, ddof=1) if len(v) > 1 else 0.0:.4f}"
+
+
+def render(res: dict) -> str:
+    rows, splits = res["rows"], res["splits"]
+    cfg = res["recipe"]
+    lines = [f"# m-OvR vs softmax on MNIST `neal` splits {', '.join(map(str, splits))}", "",
+             f"One recipe for every network: {cfg['model']}, {cfg['epochs']} epochs, {cfg['optimizer']} lr {cfg['lr']} "
+             f"{cfg['schedule']}, batch {cfg['batch_size']}, augment {cfg['augment']}, weight decay {cfg['weight_decay']}, "
+             f"precision {cfg['precision']}. m-OvR: {res['movr_params']}, model {res['movr_model_kwargs']}, "
+             f"weight decay on {res['movr_weight_decay_on']}.", "",
+             "| network | score | " + " | ".join(f"split {s}" for s in splits) + " | AUROC mean ± std | OSCR mean | accuracy |",
+             "|---|---|" + "---|" * len(splits) + "---|---|---|"]
+    for net, readings in READINGS.items():
+        for label in readings:
+            a = [rows[net][str(s)][label]["auroc"] for s in splits]
+            o = [rows[net][str(s)][label]["oscr"] for s in splits]
+            c = [rows[net][str(s)][label]["accuracy"] for s in splits]
+            default = " (default)" if (net, label) in (("movr", res["movr_default_score"]), ("softmax", "msp")) else ""
+            lines.append(f"| {net} | {label}{default} | " + " | ".join(f"{v:.4f}" for v in a) +
+                         f" | {_ms(a)} | {np.mean(o):.4f} | {np.mean(c):.4f} |")
+    chk = res["acceptance"]
+    lines += ["", f"Acceptance (issue 11, point 1): m-OvR mean AUROC {chk['movr']:.4f} ≥ softmax {chk['softmax']:.4f} + 0.005: "
+              f"**{'yes' if chk['movr_vs_softmax'] else 'no'}**; ≥ MLS {chk['mls']:.4f}: "
+              f"**{'yes' if chk['movr_vs_mls'] else 'no'}**. m-OvR wins on {chk['wins']} of {len(splits)} splits against softmax.",
+              "", "Readings: `target` = −log σ(T·cos(θ_ŷ+m)), the loss's own target term at the prediction; `max_cos`, "
+              "`max_sigmoid` rank exactly as `target`; `loss_margin` = the whole training loss at the prediction; "
+              "`loss` = the loss at the prediction without its margin (osrkit's earlier default).", "",
+              f"Runs stored in `{res['db']}` (`osrkit table --db {res['db']}`).", "",
+              f"Command: `{res['command']}`; date {res['date']}; {res['machine']['processor']}, "
+              f"{res['machine']['cpu_count']} cores, torch {res['machine']['torch']}; commit {res['git_commit']}.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default=str(Path(__file__).with_name("grid_mnist_movr.yaml")))
+    ap.add_argument("--name", default="movr_mnist")
+    ap.add_argument("--render-only", action="store_true")
+    args = ap.parse_args()
+    if args.render_only:
+        res = json.loads((RESULTS / f"{args.name}.json").read_text())
+        write(args.name, res, render(res))
+        return
+    kw = grid_kwargs({}, args.config)
+    kw.setdefault("data_root", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    run_grid(**kw)
+    ckdir = Path(kw.get("checkpoint_dir") or Path(kw["db"]).with_name(f"{Path(kw['db']).stem}-checkpoints"))
+    splits = kw["splits"]
+    rows: dict = {net: {} for net in READINGS}
+    for split in splits:
+        task = make_task("mnist", split=split, family="neal", data_root=kw["data_root"])
+        for net in READINGS:
+            spec = plan_grid([net], ["mnist"], [split], [0], epochs=kw.get("epochs"), config=kw.get("config"))[0]
+            rows[net][str(split)] = rescore(ckdir / checkpoint_name(spec), task, READINGS[net])
+            print(split, net, {k: round(v["auroc"], 4) for k, v in rows[net][str(split)].items()}, flush=True)
+    movr_spec = plan_grid(["movr"], ["mnist"], [0], [0], epochs=kw.get("epochs"), config=kw.get("config"))[0]
+    mp = movr_spec.config["method_params"]
+    mean = lambda net, r: float(np.mean([rows[net][str(s)][r]["auroc"] for s in splits]))  # noqa: E731
+    ms, sm, ml = mean("movr", mp["score"]), mean("softmax", "msp"), mean("softmax", "mls")
+    wins = sum(rows["movr"][str(s)][mp["score"]]["auroc"] > rows["softmax"][str(s)]["msp"]["auroc"] for s in splits)
+    res = header() | {"splits": splits, "rows": rows, "db": str(kw["db"]), "recipe": movr_spec.config,
+                      "movr_params": mp, "movr_model_kwargs": movr_spec.config["model_kwargs"],
+                      "movr_weight_decay_on": movr_spec.config["weight_decay_on"], "movr_default_score": mp["score"],
+                      "acceptance": {"movr": ms, "softmax": sm, "mls": ml, "movr_vs_softmax": ms >= sm + 0.005,
+                                     "movr_vs_mls": ms >= ml, "wins": wins}}
+    write(args.name, res, render(res))
+    print(render(res))
+
+
+if __name__ == "__main__":
+    main()
