@@ -171,3 +171,27 @@ def test_trainval_partition_file(tmp_path):
         read_trainval(tmp_path / "bad.json")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_trainval(tmp_path / "missing.json")
+
+
+def test_predict_and_scorer_fit_run_in_eval_mode(task):
+    """Outputs for scoring come from eval mode (dropout off, BatchNorm on running statistics), whatever mode the
+    model is in, and the mode is restored afterwards."""
+    from osrkit.engine.predict import predict
+
+    model = create_model("small", num_classes=task.num_classes, in_channels=1, image_size=8)
+    modes = []
+    model.register_forward_pre_hook(lambda m, inp: modes.append(m.training))
+    model.train()
+    a = predict(model, task.test_x[:40], task.mean, task.std, batch_size=16)
+    assert modes and not any(modes) and model.training
+    model.eval()
+    ref = model(torch.as_tensor((task.test_x[:40].float() / 255 - task.mean[0]) / task.std[0])).logits
+    torch.testing.assert_close(a.logits, ref.detach(), rtol=1e-5, atol=1e-5)
+    # the whole pipeline: scorer fit and threshold see eval-mode outputs
+    modes.clear()
+    cfg = default_config("openmax", "digits").replace(epochs=4, method_params={"tailsize": 5})
+    trained = fit_method("openmax", task, cfg, progress=False)
+    trained.model.register_forward_pre_hook(lambda m, inp: modes.append(m.training))
+    modes.clear()
+    evaluate(trained, task)
+    assert modes and not any(modes)

@@ -112,3 +112,16 @@ def test_threshold_rejects_fraction():
     s = np.arange(100, dtype=float)
     t = M.threshold_at_known_rejection(s, 0.1)
     assert np.mean(s > t) == pytest.approx(0.1, abs=0.011)
+
+
+@pytest.mark.parametrize("tpr", [0.5, 0.8, 0.9, 0.95, 1.0])
+def test_fpr_at_tpr_at_several_operating_points(tpr):
+    # 20 knowns at 0.00..0.19; the strictest threshold accepting `tpr` of them is the ceil(20 tpr)-th smallest.
+    # 11 unknowns spread over the same range, each between two knowns: FPR = share of unknowns below it.
+    knowns = np.arange(20) / 100
+    unknowns = np.append(np.arange(10) / 50 + 0.005, 0.175)  # 0.005, 0.025, ..., 0.185, and 0.175
+    t = knowns[int(np.ceil(20 * tpr)) - 1]
+    expected = float(np.mean(unknowns <= t))
+    assert M.fpr_at_tpr(knowns, unknowns, tpr) == pytest.approx(expected)
+    assert M.fpr_at_tpr(knowns, unknowns) == pytest.approx(float(np.mean(unknowns <= 0.18)))  # default 0.95 -> 0.9
+    assert M.fpr_at_tpr(knowns, unknowns) != M.fpr_at_tpr(knowns, unknowns, 0.90)

@@ -236,3 +236,21 @@ def test_max_sigmoid_score_does_not_saturate_at_the_default_temperature() -> Non
     assert scores.tolist() == pytest.approx(expected, abs=1e-15)
     assert scores[1] < scores[0] < scores[2]
     assert pred.tolist() == [0, 0, 0]
+
+
+def test_energy_msp_mls_values_and_direction() -> None:
+    from osrkit.scores.softmax import EnergyScore, MLSScore, MSPScore
+
+    confident, flat = [4.0, 0.0, -1.0], [0.5, 0.4, 0.3]
+    out = Outputs(logits=torch.tensor([confident, flat], dtype=torch.float64))
+    lse = [math.log(sum(math.exp(v) for v in z)) for z in (confident, flat)]
+    energy = EnergyScore(1.0).score(out).unknown_scores.tolist()
+    assert energy == pytest.approx([-lse[0], -lse[1]], abs=1e-12)
+    t2 = EnergyScore(2.0).score(out).unknown_scores.tolist()
+    assert t2[0] == pytest.approx(-2.0 * math.log(sum(math.exp(v / 2.0) for v in confident)), abs=1e-12)
+    msp = MSPScore().score(out).unknown_scores.tolist()
+    assert msp[0] == pytest.approx(1 - math.exp(4.0 - lse[0]), abs=1e-12)
+    assert MLSScore().score(out).unknown_scores.tolist() == pytest.approx([-4.0, -0.5])
+    # higher = more likely unknown: the flat (ambiguous) logits score higher under every baseline
+    for s in (energy, t2, msp, MLSScore().score(out).unknown_scores.tolist()):
+        assert s[1] > s[0]
