@@ -107,7 +107,7 @@ class MOvRScore(_OvRScoreBase):
     default_temperature = 32.0
     kinds = MOVR_SCORE_KINDS
 
-    def __init__(self, kind: str = "loss_margin", temperature: float | None = None, margin: float = 0.5,
+    def __init__(self, kind: str = "target", temperature: float | None = None, margin: float = 0.5,
                  margin_on: str = "all") -> None:
         super().__init__(kind, temperature)
         if margin_on not in MARGIN_ON:
