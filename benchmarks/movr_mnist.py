@@ -26,9 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, header, write  # noqa: E402
 
 from osrkit.data.tasks import make_task  # noqa: E402
-from osrkit.engine.config import TrainConfig  # noqa: E402
-from osrkit.engine.pipeline import compute_metrics, fit_scorer, load_trained, predict_with  # noqa: E402
-from osrkit.methods import get_method  # noqa: E402
+from osrkit.engine.pipeline import evaluate_readings, load_trained  # noqa: E402
 from osrkit.results.grid import checkpoint_name, grid_kwargs, plan_grid, run_grid  # noqa: E402
 from osrkit.scores.ovr import MOVR_SCORE_KINDS  # noqa: E402
 
@@ -37,19 +35,9 @@ READINGS = {"softmax": {"msp": ("softmax", {}), "mls": ("mls", {}), "energy": ("
 
 
 def rescore(ckpt: Path, task, readings: dict) -> dict[str, dict]:
-    """Every reading on one stored network (outputs computed once)."""
-    trained = load_trained(ckpt)
-    cfg = TrainConfig.from_dict(trained.meta["osrkit_config"])
-    known = predict_with(trained.model, task.test_x, task, cfg, labels=task.test_y)
-    unknown = predict_with(trained.model, task.unknown_x, task, cfg)
-    out = {}
-    for label, (method, params) in readings.items():
-        m = get_method(method)
-        given = {k: v for k, v in cfg.method_params.items() if k in m.params} | params
-        scorer = fit_scorer(m.make_scorer(task.num_classes, m.resolved_params(given)), trained.model, task, cfg)
-        r = compute_metrics(known, unknown, scorer, None)
-        out[label] = {k: float(r[k]) for k in ("auroc", "oscr", "accuracy", "fpr95")}
-    return out
+    """Every reading on one stored network."""
+    res = evaluate_readings(load_trained(ckpt), task, readings)
+    return {label: {k: float(r[k]) for k in ("auroc", "oscr", "accuracy", "fpr95")} for label, r in res.items()}
 
 
 def _ms(v: list[float]) -> str:

@@ -27,9 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import header, write  # noqa: E402
 
 from osrkit.data.tasks import make_task  # noqa: E402
-from osrkit.engine.config import TrainConfig  # noqa: E402
-from osrkit.engine.pipeline import compute_metrics, fit_method, fit_scorer, predict_with  # noqa: E402
-from osrkit.methods import default_config, get_method  # noqa: E402
+from osrkit.engine.pipeline import evaluate_readings, fit_method  # noqa: E402
+from osrkit.methods import default_config  # noqa: E402
 from osrkit.scores.ovr import MOVR_SCORE_KINDS  # noqa: E402
 
 # name -> (method, TrainConfig overrides); method_params merge into the method's defaults
@@ -56,21 +55,6 @@ VARIANTS: dict[str, tuple[str, dict]] = {
 }
 
 
-def score_all(trained, task, kinds: dict[str, tuple[str, dict]]) -> dict[str, dict]:
-    """Every score reading on one trained network: the network's outputs are computed once."""
-    cfg = TrainConfig.from_dict(trained.meta["osrkit_config"])
-    known = predict_with(trained.model, task.test_x, task, cfg, labels=task.test_y)
-    unknown = predict_with(trained.model, task.unknown_x, task, cfg)
-    out = {}
-    for label, (method, params) in kinds.items():
-        m = get_method(method)
-        given = {k: v for k, v in cfg.method_params.items() if k in m.params} | params
-        scorer = fit_scorer(m.make_scorer(task.num_classes, m.resolved_params(given)), trained.model, task, cfg)
-        r = compute_metrics(known, unknown, scorer, None)
-        out[label] = {k: float(r[k]) for k in ("auroc", "oscr", "accuracy")}
-    return out
-
-
 def run_variant(name: str, task, args, seed: int) -> dict[str, dict]:
     method, over = VARIANTS[name]
     cfg = default_config(method, args.task).replace(seed=seed, **({"model": args.model} if args.model else {}),
@@ -82,7 +66,8 @@ def run_variant(name: str, task, args, seed: int) -> dict[str, dict]:
         kinds = {"msp": ("softmax", {}), "mls": ("mls", {})}
     else:
         kinds = {k: ("movr", {"score": k}) for k in MOVR_SCORE_KINDS}
-    out = score_all(trained, task, kinds)
+    out = {label: {k: float(r[k]) for k in ("auroc", "oscr", "accuracy")}
+           for label, r in evaluate_readings(trained, task, kinds).items()}
     out["_seconds"] = time.perf_counter() - t0
     return out
 

@@ -46,7 +46,7 @@ def test_a_few_steps_lower_the_loss(name: str) -> None:
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
 
 

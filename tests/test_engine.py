@@ -195,3 +195,15 @@ def test_predict_and_scorer_fit_run_in_eval_mode(task):
     modes.clear()
     evaluate(trained, task)
     assert modes and not any(modes)
+
+
+def test_evaluate_readings_equal_separate_evaluations(task):
+    from osrkit.engine.pipeline import evaluate_readings, with_scorer
+
+    trained = fit_method("softmax", task, _cfg(epochs=2), progress=False)
+    res = evaluate_readings(trained, task, {"msp": ("softmax", {}), "mls": ("mls", {}),
+                                            "energy_t2": ("energy", {"temperature": 2.0})})
+    assert res["msp"]["auroc"] == pytest.approx(evaluate(trained, task)["auroc"], abs=1e-12)
+    assert res["mls"]["auroc"] == pytest.approx(evaluate(with_scorer(trained, "mls", task), task)["auroc"], abs=1e-12)
+    energy = with_scorer(trained, "energy", task, params={"temperature": 2.0})
+    assert res["energy_t2"]["oscr"] == pytest.approx(evaluate(energy, task)["oscr"], abs=1e-12)

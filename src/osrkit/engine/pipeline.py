@@ -141,6 +141,22 @@ def evaluate(trained: Trained, task: OpenSetTask, device: str = "cpu", batch_siz
     return compute_metrics(known, unknown, trained.scorer, trained.meta.get("threshold"))
 
 
+def evaluate_readings(trained: Trained, task: OpenSetTask, readings: dict[str, tuple[str, dict[str, Any]]],
+                      device: str = "cpu") -> dict[str, dict[str, Any]]:
+    """Metrics of one trained network under several scorers, {label: (method, scorer params)}, e.g. every
+    m-OvR score reading, or MSP/MLS/energy on one cross-entropy network. Outputs are computed once."""
+    cfg = TrainConfig.from_dict(trained.meta["osrkit_config"])
+    known = predict_with(trained.model, task.test_x, task, cfg, labels=task.test_y, device=device)
+    unknown = predict_with(trained.model, task.unknown_x, task, cfg, device=device)
+    out = {}
+    for label, (method, params) in readings.items():
+        m = get_method(method)
+        given = {k: v for k, v in cfg.method_params.items() if k in m.params} | dict(params)
+        scorer = fit_scorer(m.make_scorer(task.num_classes, m.resolved_params(given)), trained.model, task, cfg, device)
+        out[label] = compute_metrics(known, unknown, scorer, None)
+    return out
+
+
 def load_trained(path: str | Path) -> Trained:
     """Rebuild model and fitted scorer from an osrkit checkpoint (no training data needed)."""
     state = load_checkpoint(path)

@@ -29,6 +29,20 @@ class _PooledHead(nn.Module):
         return ModelOutput(fp32_head(self.classifier, emb), emb)
 
 
+class _PooledBackbone(nn.Module):
+    """`features` (a conv trunk) then a `_PooledHead`; exposes `classifier` like the other backbones."""
+
+    features: nn.Module
+    head: _PooledHead
+
+    @property
+    def classifier(self) -> nn.Module:
+        return self.head.classifier
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        return self.head(self.features(x))
+
+
 class WideBasic(nn.Module):
     """Pre-activation wide block: BN-ReLU-conv3x3-(dropout)-BN-ReLU-conv3x3, 1×1 projection on the shortcut."""
 
@@ -48,7 +62,7 @@ class WideBasic(nn.Module):
         return o + shortcut
 
 
-class WideResNet(nn.Module):
+class WideResNet(_PooledBackbone):
     """WRN-depth-k: (depth − 4) / 6 wide blocks per stage, widths 16k, 32k, 64k; WRN-16-4 by default."""
 
     def __init__(self, num_classes: int, in_channels: int = 3, image_size: int = 32, depth: int = 16,
@@ -69,13 +83,6 @@ class WideResNet(nn.Module):
         self.head = _PooledHead(prev, num_classes, classifier, neck)
         self.embedding_dim = self.head.embedding_dim
 
-    @property
-    def classifier(self) -> nn.Module:
-        return self.head.classifier
-
-    def forward(self, x: torch.Tensor) -> ModelOutput:
-        return self.head(self.features(x))
-
 
 class BasicBlock(nn.Module):
     """ResNet basic block: conv3x3-BN-ReLU-conv3x3-BN plus the (projected) input, then ReLU."""
@@ -92,7 +99,7 @@ class BasicBlock(nn.Module):
         return F.relu(self.bn2(self.conv2(o)) + self.shortcut(x))
 
 
-class ResNet18(nn.Module):
+class ResNet18(_PooledBackbone):
     """ResNet-18 for 32×32 inputs: 3×3 stem (stride 1, no max-pool), stages of 2 blocks at 64/128/256/512."""
 
     def __init__(self, num_classes: int, in_channels: int = 3, image_size: int = 32, classifier: str = "linear",
@@ -109,13 +116,6 @@ class ResNet18(nn.Module):
         self.features = nn.Sequential(*layers)
         self.head = _PooledHead(prev, num_classes, classifier, neck)
         self.embedding_dim = self.head.embedding_dim
-
-    @property
-    def classifier(self) -> nn.Module:
-        return self.head.classifier
-
-    def forward(self, x: torch.Tensor) -> ModelOutput:
-        return self.head(self.features(x))
 
 
 __all__ = ["WideResNet", "ResNet18"]
