@@ -100,3 +100,20 @@ def test_checkpoint_name_shares_the_network_across_scorer_parameters():
     # at the defaults both namings agree (old checkpoints keep their names); `osrkit train` keeps files apart
     assert checkpoint_name("openmax", task, cfg, share_network=False) == checkpoint_name("openmax", task, cfg)
     assert checkpoint_name("openmax", task, tail5, share_network=False) != checkpoint_name("openmax", task, cfg)
+
+
+def test_param_values_take_the_parameters_types(tmp_path, capsys):
+    from osrkit.methods import get_method
+
+    movr = get_method("movr")
+    assert movr.coerce_params({"margin": "5e-1", "temperature": 16}) == {"margin": 0.5, "temperature": 16.0}
+    assert get_method("openmax").coerce_params({"tailsize": "20", "alpha": 5.0}) == {"tailsize": 20, "alpha": 5}
+    for bad, match in (({"margin": "zero"}, "margin='zero'.*finite number"), ({"margin": float("nan")}, "margin"),
+                       ({"score": 3}, "score=3.*str"), ({"tailsize": 2.5}, "tailsize=2.5.*int"),
+                       ({"nope": 1}, "no parameters")):
+        with pytest.raises(ValueError, match=match):
+            movr.coerce_params(bad) if "tailsize" not in bad else get_method("openmax").coerce_params(bad)
+    # the command line converts before anything trains; a bad value is one message naming the parameter
+    code = main(["train", "--task", "digits", "--method", "movr", "--epochs", "1", "--param", "margin=zero",
+                 "--out", str(tmp_path / "x.pt"), "--no-progress"])
+    assert code == 2 and "margin='zero'" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()

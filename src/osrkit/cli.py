@@ -22,7 +22,7 @@ from osrkit.data.splits import SPLIT_ALIASES, num_splits, split_families
 from osrkit.data.tasks import PLUS_TASKS, make_task, read_trainval
 from osrkit.engine.checkpoint import atomic_write_text
 from osrkit.engine.config import TrainConfig
-from osrkit.methods import default_config, list_methods
+from osrkit.methods import default_config, get_method, list_methods
 
 console = Console(stderr=True)
 TASKS = sorted(set(DATASETS) - {"cifar100"} | PLUS_TASKS)
@@ -112,7 +112,8 @@ def build_config(args: argparse.Namespace, method: str, dataset: str) -> TrainCo
         params[k] = _parse_value(v)
     return cfg.replace(model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                        optimizer=args.optimizer, schedule=args.schedule, weight_decay=args.weight_decay,
-                       augment=args.augment, select=args.select, seed=args.seed, method_params=params or None,
+                       augment=args.augment, select=args.select, seed=args.seed,
+                       method_params=get_method(method).coerce_params(params) or None,
                        precision=args.precision, memory_format=args.memory_format,
                        weight_decay_on=args.weight_decay_on).resolved(args.device)
 

@@ -39,14 +39,53 @@ class Method:
     # params only the scorer reads: changing them refits the scorer on the trained network, no retraining
     scorer_params: tuple[str, ...] = ()
 
-    def resolved_params(self, overrides: dict | None = None) -> dict[str, Any]:
+    def coerce_params(self, overrides: dict | None = None) -> dict[str, Any]:
+        """Overrides checked by name and converted to the type of the parameter's default (a float parameter
+        takes 5e-1 or "5e-1", an int one 3 or "3"); a value of the wrong kind names the parameter and the type."""
         unknown = sorted(set(overrides or {}) - set(self.params))
         if unknown:
             raise ValueError(f"method {self.name!r} has no parameters {unknown}; its parameters: {sorted(self.params)}")
-        return {**self.params, **(overrides or {})}
+        return {k: _coerce(self.name, k, v, self.params[k]) for k, v in (overrides or {}).items()}
+
+    def resolved_params(self, overrides: dict | None = None) -> dict[str, Any]:
+        return {**self.params, **self.coerce_params(overrides)}
 
 
 METHODS: dict[str, Method] = {}
+
+
+def _coerce(method: str, name: str, value: Any, default: Any) -> Any:
+    """`value` as the type of `default` (None defaults accept anything)."""
+    if default is None or value is None:
+        return value
+    kind = type(default)
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("true", "false", "1", "0", "yes", "no"):
+                return str(value).lower() in ("true", "1", "yes")
+            raise ValueError
+        if kind is int:
+            if isinstance(value, bool) or float(value) != int(float(value)):
+                raise ValueError
+            return int(float(value))
+        if kind is float:
+            if isinstance(value, bool):
+                raise ValueError
+            out = float(value)
+            if out != out or out in (float("inf"), float("-inf")):
+                raise ValueError
+            return out
+        if kind is str and isinstance(value, str):
+            return value
+    except (TypeError, ValueError):
+        pass
+    else:
+        if kind not in (bool, int, float, str):
+            return value
+    raise ValueError(f"method {method!r} parameter {name}={value!r}: expected {'a finite number' if kind is float else kind.__name__}"
+                     f" (default {default!r})")
 
 
 def training_config(cfg: dict[str, Any], method: str) -> dict[str, Any]:

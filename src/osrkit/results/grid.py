@@ -153,9 +153,12 @@ def make_config(method: str, task: str, seed: int, epochs: int | None, overrides
     and memory format resolved for `device` (what ran is the run's identity)."""
     from osrkit.methods import default_config
 
+    from osrkit.methods import get_method
+
     cfg = default_config(method, task)
     if overrides:
         cfg = cfg.replace(**dict(overrides))
+        cfg = cfg.replace(method_params=get_method(method).coerce_params(cfg.method_params))
     return cfg.replace(epochs=epochs, seed=seed).resolved(device)
 
 
