@@ -254,3 +254,13 @@ def test_energy_msp_mls_values_and_direction() -> None:
     # higher = more likely unknown: the flat (ambiguous) logits score higher under every baseline
     for s in (energy, t2, msp, MLSScore().score(out).unknown_scores.tolist()):
         assert s[1] > s[0]
+
+
+def test_max_projection_score_hand_worked() -> None:
+    # cos from a unit prototype; ||f|| = 5 and 1: scores -5 * 0.9 and -1 * 0.7
+    cos = torch.tensor(COS, dtype=torch.float64)
+    emb = torch.tensor([[3.0, 4.0], [0.6, 0.8]], dtype=torch.float64)
+    res = MOvRScore("max_projection").score(Outputs(logits=cos, embedding=emb))
+    assert res.unknown_scores.tolist() == pytest.approx([-4.5, -0.7], abs=1e-12)
+    with pytest.raises(ValueError, match="embedding"):
+        MOvRScore("max_projection").score(Outputs(logits=cos))

@@ -8,6 +8,8 @@ class y_hat = argmax_k z_k. Readings offered (``kind``); z = raw logits (OvR) or
 - "target": the target term alone, -log sigmoid(T s_yhat) (with the training margin).
 - "max_cos": -max_k z_k (for m-OvR: minus the largest cosine).
 - "max_sigmoid": -max_k sigmoid(T z_k).
+- "max_projection" (m-OvR; not in the paper): -||f|| max_k cos theta_k, the largest projection of the embedding
+  f on a unit prototype: the cosine head's max logit, which keeps the feature norm that normalisation discards.
 "target", "max_cos" and "max_sigmoid" rank samples identically (monotone in max z); they differ in scale only.
 Higher = more likely unknown; predictions = argmax_k z_k.
 """
@@ -27,7 +29,7 @@ from osrkit.scores.base import Scorer, ScoreResult
 __all__ = ["OvRScore", "MOvRScore", "OVR_SCORE_KINDS", "MOVR_SCORE_KINDS"]
 
 OVR_SCORE_KINDS = ("loss", "max_sigmoid", "max_cos")
-MOVR_SCORE_KINDS = ("loss_margin", "target", "max_cos", "loss", "max_sigmoid")
+MOVR_SCORE_KINDS = ("loss_margin", "target", "max_cos", "loss", "max_sigmoid", "max_projection")
 
 
 def _log_sigmoid_target(s: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
@@ -77,6 +79,10 @@ class _OvRScoreBase(Scorer):
             scores = _log_sigmoid_target(t * self._margin(z, pred), pred)
         elif self.kind == "max_cos":
             scores = -z.max(dim=1).values
+        elif self.kind == "max_projection":
+            if outputs.embedding is None or outputs.embedding.shape[0] != z.shape[0]:
+                raise ValueError("score 'max_projection' needs the embedding in the outputs (N, D)")
+            scores = -z.max(dim=1).values * outputs.embedding.detach().double().norm(dim=1)
         else:
             scores = -torch.sigmoid(t * z).max(dim=1).values
         return ScoreResult(scores, pred)
