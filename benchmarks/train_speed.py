@@ -82,6 +82,8 @@ def render(res: dict) -> str:
         lines += ["", f"torch.compile ({c['model']}, {c['precision']}, {c['memory_format']}): eager {c['eager']:.0f} "
                       f"img/s, compiled {c['compiled']:.0f} img/s ({c['compiled'] / c['eager']:.2f}×), compile time "
                       f"{c['compile_seconds']:.0f} s. " + c["verdict"]]
+    if res.get("note"):
+        lines += ["", f"Conditions: {res['note']}"]
     lines += ["", res["conclusion"], "",
               f"Command: `{res['command']}`; date {res['date']}; {res['machine']['processor']}, "
               f"{res['machine']['cpu_count']} cores, torch {res['machine']['torch']}; commit {res['git_commit']}.", ""]
@@ -107,18 +109,20 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--compile", action="store_true", help="also time torch.compile on vgg32-lite (auto precision)")
+    ap.add_argument("--note", help="measurement conditions to record (e.g. another job running beside it)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     models = args.models.split(",")
     auto = {"precision": resolve_precision("auto", "cpu"), "memory_format": resolve_memory_format("auto", "cpu")}
-    res = header() | {"cpu": cpu_name(), "native_bf16": native_bf16("cpu"), "auto": auto, "models": models,
+    res = header() | {"note": args.note, "cpu": cpu_name(), "native_bf16": native_bf16("cpu"), "auto": auto, "models": models,
                       "steps": args.steps, "warmup": args.warmup, "speed": {}}
-    for name in models:
+    for i, name in enumerate(models):
         res["speed"][name] = {}
         for p, m in COMBOS:
             ips = images_per_second(name, p, m, args.steps, args.warmup)
             res["speed"][name][f"{p}/{m}"] = ips
             print(f"{name:14s} {p:5s} {m:14s} {ips:7.1f} img/s", flush=True)
+        finish(res, models[:i + 1], auto)  # written after every backbone: an interrupted run keeps what it measured
     if args.compile:
         p, m = auto["precision"], auto["memory_format"]
         eager = images_per_second("vgg32-lite", p, m, args.steps, args.warmup)
@@ -130,6 +134,13 @@ def main() -> None:
                    if compiled < 1.1 * eager else "Measurably faster; worth an engine option.")
         res["compile"] = {"model": "vgg32-lite", "precision": p, "memory_format": m, "eager": eager,
                           "compiled": compiled, "compile_seconds": compile_s, "verdict": verdict}
+    finish(res, models, auto)
+    print(render(res))
+
+
+def finish(res: dict, models: list[str], auto: dict) -> None:
+    """Ratios and the conclusion for the backbones measured so far; writes the result files."""
+    res["models"] = models
     auto_key = f"{auto['precision']}/{auto['memory_format']}"
     ratios = {n: res["speed"][n][auto_key] / res["speed"][n]["fp32/contiguous"] for n in models}
     bf16 = {n: res["speed"][n]["bf16/channels_last"] / res["speed"][n]["fp32/contiguous"] for n in models}
@@ -144,8 +155,6 @@ def main() -> None:
             "needs a CPU with AVX512-BF16 or AMX (or a CUDA GPU with bf16), where `auto` turns bf16 on.")
     res["ratio_auto_vs_fp32"] = ratios
     write("train_speed", res, render(res))
-    print(render(res))
-
 
 if __name__ == "__main__":
     main()
