@@ -69,4 +69,4 @@ def test_crosr_joint_scale_option_saves_loads_and_overrides(tmp_path):
     assert loaded.scorer.scaler.how == "block"
     assert evaluate(loaded, task_from_checkpoint(loaded.meta))["auroc"] == pytest.approx(res["auroc"], abs=1e-9)
     raw = with_scorer(trained, "crosr", task, params={"joint_scale": "none"})
-    assert raw.scorer.scaler.how == "none" and raw.meta["threshold"] != trained.meta["threshold"]
+    assert raw.scorer.scaler.how == "none" and raw.meta["f1_threshold"] != trained.meta["f1_threshold"]

@@ -390,9 +390,11 @@ def build_parser() -> argparse.ArgumentParser:
     jd.add_argument("--resume", action="store_true", help="continue an interrupted run in --out-dir")
     jd.set_defaults(func=cmd_jacobian_dynamics)
 
+    from osrkit.deploy.cli import add_deploy_parsers
     from osrkit.importers.cac import add_import_cac_parser
     from osrkit.results.cli import add_bench_parser, add_table_parser
 
+    add_deploy_parsers(sub)
     add_import_cac_parser(sub)
     add_bench_parser(sub)
     add_table_parser(sub)
@@ -409,7 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError, sqlite3.Error, pickle.UnpicklingError) as e:
-        console.print(f"[red]error:[/red] {e}")
+        console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)  # one line, never wrapped
         return 2
 
 

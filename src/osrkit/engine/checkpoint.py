@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,17 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a checkpoint file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # weights_only refuses pickled code and foreign objects
+        raise ValueError(f"{path} was refused: it holds pickled Python objects beyond tensors and plain types "
+                         "(possibly code), which osrkit never runs (weights_only loading); it is not an osrkit "
+                         "checkpoint") from e
+    except Exception as e:  # noqa: BLE001 - whatever the reader trips on, the file is not a checkpoint
+        raise ValueError(f"{path} is not a readable checkpoint (truncated, corrupt or another file type): "
+                         f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}") from e
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(
             f"{path} is not an osrkit checkpoint (no 'format': '{FORMAT}' entry); "

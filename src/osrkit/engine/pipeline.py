@@ -11,6 +11,7 @@ import torch
 
 from osrkit import metrics as M
 from osrkit.data.tasks import OpenSetTask, make_task
+from osrkit.engine.calibration import DEFAULT_TPR, F1_REJECT_FRACTION, calibration_entries
 from osrkit.engine.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 from osrkit.engine.config import TrainConfig
 from osrkit.engine.predict import predict
@@ -19,9 +20,6 @@ from osrkit.methods import get_method
 from osrkit.models import create_model
 from osrkit.outputs import Outputs
 from osrkit.scores.base import Scorer
-
-F1_REJECT_FRACTION = 0.1  # CROSR follow-ups: threshold rejects 10% of validation knowns
-
 
 @dataclass
 class Trained:
@@ -64,11 +62,13 @@ def fit_scorer(scorer: Scorer, model: torch.nn.Module, task: OpenSetTask, cfg: T
 
 def fit_method(method: str, task: OpenSetTask, cfg: TrainConfig, checkpoint: str | Path | None = None,
                resume: bool = False, device: str = "cpu", progress: bool = True, on_epoch=None,
-               on_model_epoch=None) -> Trained:
+               on_model_epoch=None, tpr: float = DEFAULT_TPR, f1_reject: float = F1_REJECT_FRACTION) -> Trained:
     """Train `method` on `task`, fit its scorer on the training outputs, save the final checkpoint.
 
     on_epoch(epoch, record) runs after each epoch's checkpoint; on_model_epoch(epoch, record, model)
     also gets the network (epoch -1, record None: before the first epoch of a fresh run).
+    The checkpoint stores the operating point keeping `tpr` of the validation knowns and the F1 threshold
+    rejecting `f1_reject` of them (see `osrkit.engine.calibration`).
     """
     m = get_method(method)
     params = m.resolved_params(cfg.method_params)
@@ -95,7 +95,7 @@ def fit_method(method: str, task: OpenSetTask, cfg: TrainConfig, checkpoint: str
                    loss_step=m.loss_step, meta=meta, progress=progress, on_epoch=hook)
     scorer = m.make_scorer(task.num_classes, params)
     fit_scorer(scorer, model, task, cfg, device)
-    meta["threshold"] = _val_threshold(model, scorer, task, device, cfg)
+    meta.update(calibration_entries(val_known_scores(model, scorer, task, cfg, device), tpr, f1_reject))
     meta["train_seconds"] = sum(h["train_seconds"] for h in result["history"])
     meta["fit_seconds"] = time.perf_counter() - t0
     if checkpoint is not None:
@@ -105,16 +105,19 @@ def fit_method(method: str, task: OpenSetTask, cfg: TrainConfig, checkpoint: str
     return Trained(model, scorer, meta, result["history"])
 
 
-def _val_threshold(model, scorer: Scorer, task: OpenSetTask, device, cfg: TrainConfig) -> float | None:
-    """Unknown-score threshold that rejects 10% of validation knowns (for open-set F1)."""
+def val_known_scores(model, scorer: Scorer, task: OpenSetTask, cfg: TrainConfig,
+                     device: str = "cpu") -> torch.Tensor | None:
+    """Unknown scores of the validation knowns (None without a validation set): what thresholds are set on."""
     if len(task.val_y) == 0:
         return None
     out = predict_with(model, task.val_x, task, cfg, labels=task.val_y, device=device)
-    return M.threshold_at_known_rejection(scorer.score(out).unknown_scores, F1_REJECT_FRACTION)
+    return scorer.score(out).unknown_scores.double()
 
 
-def compute_metrics(known: Outputs, unknown: Outputs, scorer: Scorer, threshold: float | None) -> dict[str, Any]:
-    """Every metric from known-test and unknown-test outputs."""
+def compute_metrics(known: Outputs, unknown: Outputs, scorer: Scorer, threshold: float | None,
+                    f1_reject: float = F1_REJECT_FRACTION) -> dict[str, Any]:
+    """Every metric from known-test and unknown-test outputs; `threshold` (rejecting `f1_reject` of the
+    validation knowns) decides the open-set F1."""
     ks, kp = scorer.score(known)
     us, up = scorer.score(unknown)
     correct = (kp == known.labels).numpy()
@@ -129,7 +132,7 @@ def compute_metrics(known: Outputs, unknown: Outputs, scorer: Scorer, threshold:
         labels = torch.cat([known.labels, torch.full((len(unknown),), -1)])
         res["f1"] = M.open_set_f1(torch.cat([kp, up]), labels, torch.cat([ks, us]), threshold, num_classes=k)
         res["f1_threshold"] = threshold
-        res["f1_rule"] = f"reject {int(F1_REJECT_FRACTION * 100)}% of validation knowns"
+        res["f1_rule"] = f"reject {100 * f1_reject:g}% of validation knowns"
     return res
 
 
@@ -138,7 +141,8 @@ def evaluate(trained: Trained, task: OpenSetTask, device: str = "cpu", batch_siz
     cfg = TrainConfig.from_dict(trained.meta["osrkit_config"])
     known = predict_with(trained.model, task.test_x, task, cfg, labels=task.test_y, device=device, batch_size=batch_size)
     unknown = predict_with(trained.model, task.unknown_x, task, cfg, device=device, batch_size=batch_size)
-    return compute_metrics(known, unknown, trained.scorer, trained.meta.get("threshold"))
+    return compute_metrics(known, unknown, trained.scorer, trained.meta.get("f1_threshold"),
+                           trained.meta.get("f1_reject", F1_REJECT_FRACTION))
 
 
 def evaluate_readings(trained: Trained, task: OpenSetTask, readings: dict[str, tuple[str, dict[str, Any]]],
@@ -171,16 +175,48 @@ def load_trained(path: str | Path) -> Trained:
     scorer = m.make_scorer(state["num_classes"], m.resolved_params(cfg.method_params))
     scorer.load_state_dict(state["scorer"])
     meta = {k: v for k, v in state.items() if k not in ("model", "loss", "scorer", "train_state")}
+    if "f1_threshold" not in meta:  # checkpoints before operating points stored the F1 threshold as "threshold"
+        meta["f1_threshold"] = meta.pop("threshold", None)
     return Trained(model, scorer, meta)
 
 
-def task_from_checkpoint(meta: dict[str, Any], data_root=None, download: bool = False) -> OpenSetTask:
-    """The test side of the task a checkpoint was trained on."""
+def task_from_checkpoint(meta: dict[str, Any], data_root=None, download: bool = False,
+                         validation: bool = False, trainval=None) -> OpenSetTask:
+    """The task a checkpoint was trained on: its test side, and with `validation` also the known training
+    data and the same validation holdout (for calibrating thresholds). A run on a fixed train/val partition
+    needs that partition file (`trainval`; an imported CAC checkpoint remembers its own)."""
+    from osrkit.data.tasks import read_trainval
+
     spec = meta["task"]
     norm = meta["normalization"]
+    indices = None
+    if validation and spec.get("train_indices"):
+        trainval = trainval or spec.get("train_indices_source")
+        if trainval is None:
+            raise ValueError(f"this checkpoint was trained on a fixed train/val partition ({spec['train_indices']}): "
+                             "pass the same partition file with --trainval FILE")
+        indices = read_trainval(trainval)
     return make_task(spec["dataset"], known=spec["known"], unknown=spec["unknown"], data_root=data_root,
                      download=download, image_size=spec["image_size"], normalization=(norm["mean"], norm["std"]),
-                     test_only=True, outlier=spec.get("outlier"), outlier_root=spec.get("outlier_root"))
+                     test_only=not validation, outlier=spec.get("outlier"), outlier_root=spec.get("outlier_root"),
+                     val_fraction=spec.get("val_fraction", 0.2), seed=spec.get("seed", 0), train_indices=indices)
+
+
+def calibrate_checkpoint(path: str | Path, tpr: float = DEFAULT_TPR, data_root=None, trainval=None,
+                         device: str = "cpu") -> dict[str, Any]:
+    """Recompute a checkpoint's operating point (and F1 threshold) from its task's validation knowns and
+    store them in the checkpoint atomically. Returns the new operating point."""
+    trained = load_trained(path)
+    task = task_from_checkpoint(trained.meta, data_root=data_root, validation=True, trainval=trainval)
+    if len(task.val_y) == 0:
+        raise ValueError(f"{path}: its task has no validation knowns to calibrate on (val_fraction 0)")
+    cfg = TrainConfig.from_dict(trained.meta["osrkit_config"])
+    entries = calibration_entries(val_known_scores(trained.model, trained.scorer, task, cfg, device), tpr,
+                                  trained.meta.get("f1_reject", F1_REJECT_FRACTION))
+    state = load_checkpoint(path)
+    state.pop("threshold", None)
+    save_checkpoint(path, {**state, **entries})
+    return entries["operating_point"]
 
 
 def with_scorer(trained: Trained, method: str, task: OpenSetTask, device: str = "cpu",
@@ -196,5 +232,7 @@ def with_scorer(trained: Trained, method: str, task: OpenSetTask, device: str = 
     scorer = m.make_scorer(task.num_classes, m.resolved_params(given))
     fit_scorer(scorer, trained.model, task, cfg, device)
     meta = {**trained.meta, "method": method}
-    meta["threshold"] = _val_threshold(trained.model, scorer, task, device, cfg)
+    op = trained.meta.get("operating_point") or {}
+    meta.update(calibration_entries(val_known_scores(trained.model, scorer, task, cfg, device),
+                                    op.get("tpr", DEFAULT_TPR), trained.meta.get("f1_reject", F1_REJECT_FRACTION)))
     return Trained(trained.model, scorer, meta, trained.history)

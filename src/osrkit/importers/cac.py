@@ -16,7 +16,8 @@ import torch
 from osrkit.data.tasks import make_task, read_trainval
 from osrkit.engine.checkpoint import load_model_weights, save_checkpoint
 from osrkit.engine.config import TrainConfig
-from osrkit.engine.pipeline import Trained, _meta, _val_threshold, build_model
+from osrkit.engine.calibration import calibration_entries
+from osrkit.engine.pipeline import Trained, _meta, build_model, val_known_scores
 from osrkit.engine.predict import predict
 from osrkit.methods import get_method
 
@@ -69,7 +70,7 @@ def import_cac(checkpoint: str | Path, known: Sequence[int], normalize: tuple[fl
     scorer.fit(predict(model, task.train_x, task.mean, task.std, labels=task.train_y, device=device))
     meta = _meta(method, task, cfg)
     meta["task"]["train_indices_source"] = str(trainval)
-    meta["threshold"] = _val_threshold(model, scorer, task, device, cfg)
+    meta.update(calibration_entries(val_known_scores(model, scorer, task, cfg, device)))
     meta["imported_from"] = {"checkpoint": str(checkpoint), "epoch": int(raw.get("epoch", -1)),
                              "acc": float(raw.get("acc", float("nan")))}
     loss = m.make_loss(num_classes, m.params)

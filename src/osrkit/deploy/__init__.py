@@ -1,0 +1,1 @@
+"""Deployment: predict on new images, calibrated thresholds, export to ONNX/TorchScript, reports."""
