@@ -34,6 +34,10 @@ class Scorer:
     def score(self, outputs: Outputs) -> ScoreResult:
         raise NotImplementedError
 
+    def graph(self) -> torch.nn.Module:
+        """The fitted scorer as a traceable module (osrkit.scores.graph), for exported graphs."""
+        raise ValueError(f"the {self.name} scorer has no graph form, so this method cannot be exported")
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 

@@ -40,6 +40,13 @@ class CACScore(Scorer):
     def score(self, outputs: Outputs) -> ScoreResult:
         return ScoreResult(*cac_score(self.distances(outputs.logits)))
 
+    def graph(self) -> torch.nn.Module:
+        from osrkit.scores.graph import CACGraph
+
+        if self.anchors is None:
+            raise RuntimeError("CAC scorer is not fitted: call fit(train_outputs) first")
+        return CACGraph(self.anchors)
+
     def state_dict(self) -> dict:
         return {"anchors": self.anchors}
 

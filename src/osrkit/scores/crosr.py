@@ -139,6 +139,13 @@ class CROSRScorer(Scorer):
         """Unknown score (P(unknown) by default) and predicted known class."""
         return self.openmax.score(outputs.logits, self._joint(outputs))
 
+    def graph(self) -> torch.nn.Module:
+        """OpenMax's graph on [logits, latents] (the DHRNet's pooled latents), with the joint rescaling."""
+        d = self.openmax.mean_vectors.shape[1] if self.openmax.mean_vectors is not None else 0
+        shift = self.scaler.shift if self.scaler.shift is not None else torch.zeros(d, dtype=torch.float64)
+        scale = self.scaler.scale if self.scaler.scale is not None else torch.ones(d, dtype=torch.float64)
+        return self.openmax.graph(joint=(shift, scale))
+
     def state_dict(self) -> dict[str, Any]:
         return {"pool": self.pool, "openmax": self.openmax.state_dict(), "scaler": self.scaler.state_dict()}
 

@@ -176,6 +176,20 @@ class OpenMax(Scorer):
         unknown = probs[:, -1] if self.score_kind == "unknown_prob" else 1.0 - known.max(dim=1).values
         return ScoreResult(unknown, known.argmax(dim=1))
 
+    def graph(self, joint: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.nn.Module:
+        """A traceable module; `joint` = (shift, scale) of CROSR's joint vector when fitted on features."""
+        from osrkit.scores.graph import OpenMaxGraph
+
+        self._check_fitted()
+        if self._uses_features and joint is None:
+            raise ValueError("this OpenMax was fitted on features other than the logits: only CROSR's joint vector "
+                             "can be exported")
+        return OpenMaxGraph(self.mean_vectors, torch.from_numpy(np.asarray(self.weibull.shape)),
+                            torch.from_numpy(np.asarray(self.weibull.scale)),
+                            torch.from_numpy(np.asarray(self.weibull.small_score)), self.alpha_rank, self.distance,
+                            self.score_kind, float(self.weibull.translate_amount), joint,
+                            eucos_divisor=EUCOS_EUCLIDEAN_DIVISOR)
+
     # ------------------------------------------------------------------ state
 
     def state_dict(self) -> dict[str, Any]:

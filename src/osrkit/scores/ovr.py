@@ -87,6 +87,11 @@ class _OvRScoreBase(Scorer):
             scores = -torch.sigmoid(t * z).max(dim=1).values
         return ScoreResult(scores, pred)
 
+    def graph(self) -> torch.nn.Module:
+        from osrkit.scores.graph import OvRGraph
+
+        return OvRGraph(self.kind, self.temperature, getattr(self, "margin", 0.0), getattr(self, "margin_on", "all"))
+
     def state_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "temperature": self.temperature}
 

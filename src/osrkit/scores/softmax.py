@@ -20,6 +20,11 @@ class MSPScore(Scorer):
         conf, pred = p.max(1)
         return ScoreResult(1.0 - conf, pred)
 
+    def graph(self) -> torch.nn.Module:
+        from osrkit.scores.graph import MSPGraph
+
+        return MSPGraph()
+
 
 class MLSScore(Scorer):
     """Maximum logit score (Vaze et al. 2022): unknown score -max logit."""
@@ -31,6 +36,11 @@ class MLSScore(Scorer):
     def score(self, outputs: Outputs) -> ScoreResult:
         top, pred = outputs.logits.double().max(1)
         return ScoreResult(-top, pred)
+
+    def graph(self) -> torch.nn.Module:
+        from osrkit.scores.graph import MLSGraph
+
+        return MLSGraph()
 
 
 class EnergyScore(Scorer):
@@ -46,6 +56,11 @@ class EnergyScore(Scorer):
     def score(self, outputs: Outputs) -> ScoreResult:
         z = outputs.logits.double()
         return ScoreResult(-self.temperature * torch.logsumexp(z / self.temperature, dim=1), z.argmax(1))
+
+    def graph(self) -> torch.nn.Module:
+        from osrkit.scores.graph import EnergyGraph
+
+        return EnergyGraph(self.temperature)
 
     def state_dict(self) -> dict:
         return {"temperature": self.temperature}
