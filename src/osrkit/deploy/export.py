@@ -100,18 +100,17 @@ def run_exported(path: str | Path, images: torch.Tensor, fmt: str) -> tuple[np.n
         return tuple(t.numpy() for t in m(images))
 
 
-def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path, threshold: float | None = None,
-                      tpr: float | None = None, check: bool = True) -> dict[str, Any]:
-    """Write `checkpoint` as an ONNX or TorchScript graph to `out` (atomically); with `check`, run the written
-    file on random images and compare it with the PyTorch module (max |difference| of the scores and logits)."""
+def export_trained(trained: Trained, fmt: str, out: str | Path, threshold: float | None = None,
+                   tpr: float | None = None, check: bool = True, source: str = "model") -> dict[str, Any]:
+    """Write a trained model as an ONNX or TorchScript graph to `out` (atomically); with `check`, run the
+    written file on random images and compare it with the PyTorch module (max |difference|, labels equal)."""
     if fmt not in FORMATS:
         raise ValueError(f"export format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    trained = load_trained(checkpoint)
     method = trained.meta.get("method")
     try:
         graph = deployed_graph(trained, threshold, tpr)
     except ValueError as e:
-        raise ValueError(f"{checkpoint}: method {method!r} cannot be exported as {fmt}: {e}") from e
+        raise ValueError(f"{source}: method {method!r} cannot be exported as {fmt}: {e}") from e
     example = _example(trained.meta)
     out = Path(out)
     (_write_onnx if fmt == "onnx" else _write_torchscript)(graph, example, out)
@@ -125,3 +124,11 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path, thresho
         info["max_abs_diff"] = float(max(np.abs(ref[0] - got[0]).max(), np.abs(ref[1] - got[1]).max()))
         info["labels_equal"] = bool((ref[2] == got[2]).all())
     return info
+
+
+def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path, threshold: float | None = None,
+                      tpr: float | None = None, check: bool = True) -> dict[str, Any]:
+    """`export_trained` for an osrkit checkpoint file."""
+    if fmt not in FORMATS:
+        raise ValueError(f"export format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    return export_trained(load_trained(checkpoint), fmt, out, threshold, tpr, check, source=str(checkpoint))

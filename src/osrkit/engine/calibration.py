@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from osrkit import metrics as M
@@ -29,8 +30,12 @@ def check_tpr(tpr: float) -> float:
 
 
 def threshold_at_tpr(val_known_scores, tpr: float = DEFAULT_TPR) -> float:
-    """The unknown-score threshold that keeps the share `tpr` of validation knowns (score <= threshold)."""
-    return M.threshold_at_known_rejection(val_known_scores, 1.0 - check_tpr(tpr))
+    """The smallest validation score that keeps at least the share `tpr` of validation knowns (score <=
+    threshold): the empirical quantile by the inverted CDF, so the promise holds on the validation set."""
+    s = np.asarray(torch.as_tensor(val_known_scores, dtype=torch.float64).cpu().numpy()).ravel()
+    if s.size == 0 or not np.isfinite(s).all():
+        raise ValueError("validation scores must be a non-empty array of finite numbers")
+    return float(np.quantile(s, check_tpr(tpr), method="inverted_cdf"))
 
 
 def operating_point(val_known_scores: torch.Tensor, tpr: float = DEFAULT_TPR) -> dict[str, Any]:

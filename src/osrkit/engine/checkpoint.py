@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -54,9 +55,12 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:  # weights_only refuses pickled code and foreign objects
-        raise ValueError(f"{path} was refused: it holds pickled Python objects beyond tensors and plain types "
-                         "(possibly code), which osrkit never runs (weights_only loading); it is not an osrkit "
-                         "checkpoint") from e
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        if found is None:
+            raise ValueError(f"{path} is not a readable checkpoint (truncated, corrupt or another file type): "
+                             "the unpickler could not parse it") from e
+        raise ValueError(f"{path} was refused: it holds a pickled Python object ({found.group(1)}), which osrkit "
+                         "never loads (weights_only); an osrkit checkpoint holds only tensors and plain types") from e
     except Exception as e:  # noqa: BLE001 - whatever the reader trips on, the file is not a checkpoint
         raise ValueError(f"{path} is not a readable checkpoint (truncated, corrupt or another file type): "
                          f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}") from e
