@@ -68,13 +68,8 @@ def accuracy(predictions, labels) -> float:
     return float(np.mean(p == t))
 
 
-def oscr(known_scores, known_correct, unknown_scores) -> float:
-    """Open-set classification rate (Dhamija et al. 2018), exact.
-
-    Area under CCR(t) against FPR(t), t sweeping all scores: a known sample counts when its unknown
-    score <= t and it is correctly classified; FPR(t) = fraction of unknowns with score <= t.
-    Starts at (0, 0), ends at (1, accuracy); samples with equal scores enter together; trapezoidal.
-    """
+def oscr_curve(known_scores, known_correct, unknown_scores) -> tuple[np.ndarray, np.ndarray]:
+    """(FPR, CCR) points of the OSCR curve, t sweeping all scores (see `oscr`), starting at (0, 0)."""
     k = _as_1d(known_scores, "known_scores")
     c = _as_1d(known_correct, "known_correct", bool)
     u = _as_1d(unknown_scores, "unknown_scores")
@@ -83,9 +78,29 @@ def oscr(known_scores, known_correct, unknown_scores) -> float:
     thresholds = np.unique(np.concatenate([k, u]))
     ccr_counts = np.searchsorted(np.sort(k[c]), thresholds, side="right")
     fpr_counts = np.searchsorted(np.sort(u), thresholds, side="right")
-    ccr = np.concatenate([[0.0], ccr_counts / len(k)])
-    fpr = np.concatenate([[0.0], fpr_counts / len(u)])
+    return (np.concatenate([[0.0], fpr_counts / len(u)]), np.concatenate([[0.0], ccr_counts / len(k)]))
+
+
+def oscr(known_scores, known_correct, unknown_scores) -> float:
+    """Open-set classification rate (Dhamija et al. 2018), exact.
+
+    Area under CCR(t) against FPR(t), t sweeping all scores: a known sample counts when its unknown
+    score <= t and it is correctly classified; FPR(t) = fraction of unknowns with score <= t.
+    Starts at (0, 0), ends at (1, accuracy); samples with equal scores enter together; trapezoidal.
+    """
+    fpr, ccr = oscr_curve(known_scores, known_correct, unknown_scores)
     return float(np.sum((fpr[1:] - fpr[:-1]) * (ccr[1:] + ccr[:-1]) / 2.0))
+
+
+def roc_points(known_scores, unknown_scores, max_points: int = 200) -> dict[str, list[float]]:
+    """The ROC curve (unknowns positive) as at most `max_points` (fpr, tpr) points, for storing with a result:
+    scikit-learn's corners, thinned evenly when there are more."""
+    y, s = _binary(known_scores, unknown_scores)
+    fpr, tpr, _ = roc_curve(y, s)
+    if len(fpr) > max_points:
+        keep = np.unique(np.linspace(0, len(fpr) - 1, max_points).round().astype(int))
+        fpr, tpr = fpr[keep], tpr[keep]
+    return {"fpr": [float(v) for v in fpr], "tpr": [float(v) for v in tpr]}
 
 
 def oscr_arpl(known_scores, known_correct, unknown_scores) -> float:

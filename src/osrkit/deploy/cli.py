@@ -87,6 +87,41 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from osrkit.analysis.report import checkpoint_report, db_report
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise ValueError(f"--out {out}: the report is one HTML file, name it .html")
+    if (args.checkpoint is None) == (args.db is None):
+        raise ValueError("give a CHECKPOINT, or --db RESULTS for a comparison of methods (not both)")
+    if args.db is not None:
+        from osrkit.results.store import ResultsStore
+
+        if not Path(args.db).exists():
+            raise FileNotFoundError(f"results database {args.db} does not exist")
+        rows = ResultsStore(args.db, create=False).rows(method=_csv(args.methods), task=_csv(args.tasks))
+        if not rows:
+            raise ValueError(f"no stored runs in {args.db} match (methods={args.methods}, tasks={args.tasks})")
+        page = db_report(rows, f"osrkit results: {args.db}")
+    else:
+        from osrkit.engine.pipeline import load_trained, task_from_checkpoint
+
+        trained = load_trained(args.checkpoint)
+        task = task_from_checkpoint(trained.meta, data_root=args.data_root)
+        spec = trained.meta["task"]
+        where = task.name + (f" ({spec['family']} split {spec['index']})" if spec.get("family") else "")
+        page = checkpoint_report(trained, task, f"osrkit report: {trained.meta['method']} on {where}",
+                                 device=args.device)
+    atomic_write_text(out, page)
+    console.print(f"wrote {out} ({len(page) / 1e3:.0f} kB, self-contained)", highlight=False, soft_wrap=True)
+    return 0
+
+
+def _csv(s: str | None) -> list[str] | None:
+    return None if s is None else [p.strip() for p in s.split(",") if p.strip()]
+
+
 def _threshold_args(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--threshold", type=float, help="reject above this unknown score (default: the checkpoint's "
@@ -120,3 +155,13 @@ def add_deploy_parsers(sub: argparse._SubParsersAction) -> None:
     _threshold_args(e)
     e.add_argument("--no-check", action="store_true", help="skip comparing the exported graph with PyTorch")
     e.set_defaults(func=cmd_export)
+
+    r = sub.add_parser("report", help="one self-contained HTML report: a checkpoint on its test data, or --db methods")
+    r.add_argument("checkpoint", nargs="?")
+    r.add_argument("--db", help="a results database (osrkit bench) instead of a checkpoint: compare its methods")
+    r.add_argument("--methods", help="with --db: only these methods (comma-separated)")
+    r.add_argument("--tasks", help="with --db: only these tasks (comma-separated)")
+    r.add_argument("--data-root", help="the task's data folder")
+    r.add_argument("--out", required=True, help="the HTML file to write")
+    r.add_argument("--device", default="cpu")
+    r.set_defaults(func=cmd_report)

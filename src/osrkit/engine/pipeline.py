@@ -115,9 +115,9 @@ def val_known_scores(model, scorer: Scorer, task: OpenSetTask, cfg: TrainConfig,
 
 
 def compute_metrics(known: Outputs, unknown: Outputs, scorer: Scorer, threshold: float | None,
-                    f1_reject: float = F1_REJECT_FRACTION) -> dict[str, Any]:
+                    f1_reject: float = F1_REJECT_FRACTION, curves: bool = False) -> dict[str, Any]:
     """Every metric from known-test and unknown-test outputs; `threshold` (rejecting `f1_reject` of the
-    validation knowns) decides the open-set F1."""
+    validation knowns) decides the open-set F1. With `curves`, also "roc": at most 200 (fpr, tpr) points."""
     ks, kp = scorer.score(known)
     us, up = scorer.score(unknown)
     correct = (kp == known.labels).numpy()
@@ -127,6 +127,8 @@ def compute_metrics(known: Outputs, unknown: Outputs, scorer: Scorer, threshold:
         "aupr_in": M.aupr_in(ks, us), "aupr_out": M.aupr_out(ks, us),
         "num_known_test": len(known), "num_unknown_test": len(unknown),
     }
+    if curves:
+        res["roc"] = M.roc_points(ks, us)
     if threshold is not None:
         k = known.logits.shape[1]
         labels = torch.cat([known.labels, torch.full((len(unknown),), -1)])
@@ -136,13 +138,14 @@ def compute_metrics(known: Outputs, unknown: Outputs, scorer: Scorer, threshold:
     return res
 
 
-def evaluate(trained: Trained, task: OpenSetTask, device: str = "cpu", batch_size: int = 512) -> dict[str, Any]:
+def evaluate(trained: Trained, task: OpenSetTask, device: str = "cpu", batch_size: int = 512,
+             curves: bool = False) -> dict[str, Any]:
     """Score known-test and unknown-test sets and compute every metric."""
     cfg = TrainConfig.from_dict(trained.meta["osrkit_config"])
     known = predict_with(trained.model, task.test_x, task, cfg, labels=task.test_y, device=device, batch_size=batch_size)
     unknown = predict_with(trained.model, task.unknown_x, task, cfg, device=device, batch_size=batch_size)
     return compute_metrics(known, unknown, trained.scorer, trained.meta.get("f1_threshold"),
-                           trained.meta.get("f1_reject", F1_REJECT_FRACTION))
+                           trained.meta.get("f1_reject", F1_REJECT_FRACTION), curves=curves)
 
 
 def evaluate_readings(trained: Trained, task: OpenSetTask, readings: dict[str, tuple[str, dict[str, Any]]],

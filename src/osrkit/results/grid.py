@@ -364,7 +364,8 @@ def run_one(spec: RunSpec, task, device: str, checkpoint: Path | None, progress:
 
         trained = fit_method(spec.method, task, TrainConfig.from_dict(spec.config), checkpoint=checkpoint,
                              resume=True, device=device, progress=False, on_epoch=hook)
-    metrics = evaluate(trained, task, device=device)
+    metrics = evaluate(trained, task, device=device, curves=True)
+    extra["roc"] = metrics.pop("roc")  # for `osrkit report --db`: the curves beside the table
     seconds = time.perf_counter() - t0
     extra["machine"] = _machine(device)
     rec = RunRecord(method=spec.method, task=spec.task, family=spec.family, split=spec.split, seed=spec.seed,
