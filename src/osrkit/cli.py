@@ -85,6 +85,12 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="auto (default): channels_last where bf16 is native, else contiguous")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="method hyper-parameter, e.g. --param alpha=10 (repeatable)")
+    p.add_argument("--tpr", type=float, default=0.95,
+                   help="the stored operating point keeps this share of validation knowns (default 0.95); "
+                        "`osrkit predict` rejects above it")
+    p.add_argument("--f1-reject", type=float, default=0.1,
+                   help="the open-set F1 rule: its threshold rejects this share of validation knowns (default 0.1, "
+                        "as CROSR's follow-ups)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0, ...")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -169,7 +175,7 @@ def cmd_train(args) -> int:
     console.print(task.summary())
     out = args.out or f"runs/{checkpoint_name(args.method, task, cfg, share_network=False)}"
     trained = fit_method(args.method, task, cfg, checkpoint=out, resume=args.resume, device=args.device,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, tpr=args.tpr, f1_reject=args.f1_reject)
     res = evaluate(trained, task, device=args.device)
     console.print(f"checkpoint: {out}")
     console.print({k: round(v, 4) for k, v in res.items() if isinstance(v, float)})
@@ -271,7 +277,7 @@ def cmd_run(args) -> int:
             ckpt = Path(args.out_dir) / checkpoint_name(method, task, cfg) if args.out_dir else None
             console.print(f"[bold]{method}[/bold] on {task.summary()}")
             trained = fit_method(method, task, cfg, checkpoint=ckpt, resume=ckpt is not None, device=args.device,
-                                 progress=not args.no_progress)
+                                 progress=not args.no_progress, tpr=args.tpr, f1_reject=args.f1_reject)
             res = evaluate(trained, task, device=args.device)
             rows.append({"method": method, "task": task.name, "split": split, "seconds": time.perf_counter() - t0,
                          "train_seconds": float(trained.meta.get("train_seconds", float("nan"))),

@@ -11,7 +11,7 @@ import torch
 
 from osrkit import metrics as M
 from osrkit.data.tasks import OpenSetTask, make_task
-from osrkit.engine.calibration import DEFAULT_TPR, F1_REJECT_FRACTION, calibration_entries
+from osrkit.engine.calibration import DEFAULT_TPR, F1_REJECT_FRACTION, calibration_entries, check_tpr
 from osrkit.engine.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 from osrkit.engine.config import TrainConfig
 from osrkit.engine.predict import predict
@@ -70,6 +70,9 @@ def fit_method(method: str, task: OpenSetTask, cfg: TrainConfig, checkpoint: str
     The checkpoint stores the operating point keeping `tpr` of the validation knowns and the F1 threshold
     rejecting `f1_reject` of them (see `osrkit.engine.calibration`).
     """
+    check_tpr(tpr)  # before training: a bad operating point must not cost a run
+    if not 0.0 <= f1_reject < 1.0:
+        raise ValueError(f"--f1-reject must be in [0, 1) (the share of validation knowns rejected), got {f1_reject}")
     m = get_method(method)
     params = m.resolved_params(cfg.method_params)
     cfg = cfg.resolved(device)  # "auto" precision/memory format → what this device runs; recorded in meta
@@ -115,9 +118,12 @@ def val_known_scores(model, scorer: Scorer, task: OpenSetTask, cfg: TrainConfig,
 
 
 def compute_metrics(known: Outputs, unknown: Outputs, scorer: Scorer, threshold: float | None,
-                    f1_reject: float = F1_REJECT_FRACTION, curves: bool = False) -> dict[str, Any]:
+                    f1_reject: float = F1_REJECT_FRACTION, curves: bool = False,
+                    operating_threshold: float | None = None) -> dict[str, Any]:
     """Every metric from known-test and unknown-test outputs; `threshold` (rejecting `f1_reject` of the
-    validation knowns) decides the open-set F1. With `curves`, also "roc": at most 200 (fpr, tpr) points."""
+    validation knowns) decides the open-set F1. With `curves`, also "roc": at most 200 (fpr, tpr) points.
+    With `operating_threshold` (the checkpoint's deployed threshold): the shares of known test samples kept
+    (and kept and correct) and of unknown test samples rejected there, as `osrkit predict` would label them."""
     ks, kp = scorer.score(known)
     us, up = scorer.score(unknown)
     correct = (kp == known.labels).numpy()
@@ -129,6 +135,11 @@ def compute_metrics(known: Outputs, unknown: Outputs, scorer: Scorer, threshold:
     }
     if curves:
         res["roc"] = M.roc_points(ks, us)
+    if operating_threshold is not None:
+        t = float(operating_threshold)
+        res.update({"operating_threshold": t, "known_kept": float((ks <= t).double().mean()),
+                    "known_kept_correct": float(((ks <= t) & (kp == known.labels)).double().mean()),
+                    "unknown_rejected": float((us > t).double().mean())})
     if threshold is not None:
         k = known.logits.shape[1]
         labels = torch.cat([known.labels, torch.full((len(unknown),), -1)])
@@ -145,7 +156,8 @@ def evaluate(trained: Trained, task: OpenSetTask, device: str = "cpu", batch_siz
     known = predict_with(trained.model, task.test_x, task, cfg, labels=task.test_y, device=device, batch_size=batch_size)
     unknown = predict_with(trained.model, task.unknown_x, task, cfg, device=device, batch_size=batch_size)
     return compute_metrics(known, unknown, trained.scorer, trained.meta.get("f1_threshold"),
-                           trained.meta.get("f1_reject", F1_REJECT_FRACTION), curves=curves)
+                           trained.meta.get("f1_reject", F1_REJECT_FRACTION), curves=curves,
+                           operating_threshold=(trained.meta.get("operating_point") or {}).get("threshold"))
 
 
 def evaluate_readings(trained: Trained, task: OpenSetTask, readings: dict[str, tuple[str, dict[str, Any]]],
