@@ -65,7 +65,7 @@ def mnist(args) -> None:
             osrkit("train", "--task", "mnist", "--split", "0", "--method", "softmax", "--model", "vgg32-lite",
                    "--epochs", "3", "--precision", "fp32", "--data-root", str(DATA), "--no-progress", "--out", str(ck))
     osrkit("calibrate", str(ck), "--data-root", str(DATA))
-    osrkit("eval", str(ck), "--data-root", str(DATA), "--json", str(WORK / "eval.json"))
+    osrkit("eval", str(ck), "--data-root", str(DATA), "--json", str(WORK / "eval.json"), "--force")
     ev = json.loads((WORK / "eval.json").read_text())
     known, unknown = get_split("neal", "mnist", 0)
     test = load_dataset("mnist", DATA, train=False)
@@ -78,8 +78,8 @@ def mnist(args) -> None:
         d = pngs / side / names[y].replace(" ", "_")
         d.mkdir(parents=True, exist_ok=True)
         Image.fromarray(x[0].numpy()).save(d / f"{i:05d}.png")
-    sec_known = osrkit("predict", str(ck), str(pngs / "known"), "--out", str(WORK / "known.csv"), "--no-progress")
-    sec_unknown = osrkit("predict", str(ck), str(pngs / "unknown"), "--out", str(WORK / "unknown.csv"), "--no-progress")
+    sec_known = osrkit("predict", str(ck), str(pngs / "known"), "--out", str(WORK / "known.csv"), "--no-progress", "--force")
+    sec_unknown = osrkit("predict", str(ck), str(pngs / "unknown"), "--out", str(WORK / "unknown.csv"), "--no-progress", "--force")
     kr, ur = rows(WORK / "known.csv"), rows(WORK / "unknown.csv")
     correct = float(np.mean([r["label"].replace(" ", "_") == Path(r["input"]).parent.name for r in kr]))
     rejected = float(np.mean([r["label"] == "unknown" for r in ur]))
@@ -124,7 +124,7 @@ def cifar(args) -> None:
         train_s = osrkit("train", "--task", "folder", "--data-root", str(tree), "--known", ",".join(known),
                          "--method", "softmax", "--model", "vgg32-lite", "--epochs", str(args.epochs),
                          "--precision", "fp32", "--no-progress", "--out", str(ck))
-    sec = osrkit("predict", str(ck), str(tree / "test"), "--out", str(WORK / "cifar_test.csv"), "--no-progress")
+    sec = osrkit("predict", str(ck), str(tree / "test"), "--out", str(WORK / "cifar_test.csv"), "--no-progress", "--force")
     r = rows(WORK / "cifar_test.csv")
     cls = [Path(x["input"]).parent.name for x in r]
     per = {c: {"n": sum(1 for v in cls if v == c),

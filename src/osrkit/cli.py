@@ -140,6 +140,16 @@ def _setup(args) -> None:
         raise SystemExit(f"error: --device {args.device} asked for, but no CUDA device is available; use --device cpu")
 
 
+def refuse_overwrite(args, *paths: str | Path | None, resumable: bool = False) -> None:
+    """Stop before any work when an output exists and neither --force (nor, for a checkpoint, --resume) was given."""
+    if getattr(args, "force", False) or (resumable and getattr(args, "resume", False)):
+        return
+    for p in paths:
+        if p is not None and Path(p).exists():
+            how = "--resume to continue it or --force to train over it" if resumable else "--force to overwrite it"
+            raise ValueError(f"{p} already exists: pass {how}, or choose another path")
+
+
 def _write_json(path: str, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, default=float) + "\n")
 
@@ -174,6 +184,7 @@ def cmd_train(args) -> int:
     task = _make_task(args, args.split, seed=cfg.seed)
     console.print(task.summary())
     out = args.out or f"runs/{checkpoint_name(args.method, task, cfg, share_network=False)}"
+    refuse_overwrite(args, out, resumable=True)
     trained = fit_method(args.method, task, cfg, checkpoint=out, resume=args.resume, device=args.device,
                          progress=not args.no_progress, tpr=args.tpr, f1_reject=args.f1_reject)
     res = evaluate(trained, task, device=args.device)
@@ -186,10 +197,11 @@ def cmd_eval(args) -> int:
     from osrkit.engine.pipeline import evaluate, load_trained, task_from_checkpoint
 
     _setup(args)
+    refuse_overwrite(args, args.json)
     trained = load_trained(args.checkpoint)
     task = task_from_checkpoint(trained.meta, data_root=args.data_root, download=args.download)
     res = {"checkpoint": str(args.checkpoint), "method": trained.meta["method"], "task": trained.meta["task"],
-           **evaluate(trained, task, device=args.device)}
+           "diverged": trained.meta.get("diverged"), **evaluate(trained, task, device=args.device)}
     if args.json:
         _write_json(args.json, res)
     print(json.dumps(res, indent=2, default=float))
@@ -262,6 +274,7 @@ def cmd_run(args) -> int:
     from osrkit.engine.pipeline import evaluate, fit_method
 
     _setup(args)
+    refuse_overwrite(args, args.json, args.markdown)
     methods = _csv(args.method) or ["softmax"]
     if args.known or args.outlier:
         splits = [0]  # one explicit task, no split lists
@@ -337,7 +350,8 @@ def cmd_jacobian_dynamics(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="osrkit", description="Open-set recognition toolkit")
+    p = argparse.ArgumentParser(prog="osrkit", description="Open-set recognition toolkit",
+                                epilog="Errors print one line; --debug (anywhere) shows the traceback instead.")
     sub = p.add_subparsers(dest="command")
 
     d = sub.add_parser("datasets", help="list data sets, their splits and whether their files are present")
@@ -350,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--split", type=int, default=0, help="split index (default 0)")
     t.add_argument("--out", help="checkpoint path (default runs/<method>-<task>-seed<seed>-<hash>.pt)")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run from --out")
+    t.add_argument("--force", action="store_true", help="train over an existing --out checkpoint")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="scores and every metric for a checkpoint (JSON)")
@@ -357,6 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data-root")
     e.add_argument("--download", action="store_true")
     e.add_argument("--json", help="write the metrics to this JSON file")
+    e.add_argument("--force", action="store_true", help="overwrite an existing --json file")
     e.add_argument("--device", default="cpu")
     e.set_defaults(func=cmd_eval)
 
@@ -367,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out-dir", help="keep checkpoints here (and resume from them)")
     r.add_argument("--json", help="write per-split rows and the summary to this JSON file")
     r.add_argument("--markdown", help="write the summary table to this Markdown file")
+    r.add_argument("--force", action="store_true", help="overwrite existing --json/--markdown files")
     r.set_defaults(func=cmd_run)
 
     j = sub.add_parser("jacobian", help="Jacobian norms of known vs unknown test samples (NPZ, JSON, PNG)")
@@ -407,18 +424,48 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# exit statuses: 2 = the command's input is wrong (a value, a file, missing data: fix the command);
+# 1 = the work itself failed (training diverged, a database or disk error)
+USAGE_ERRORS = (ValueError, FileNotFoundError, pickle.UnpicklingError)
+RUN_ERRORS = (FloatingPointError, RuntimeError, OSError, sqlite3.Error)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["run", *argv])
     args.argv = argv
+    import warnings
+
+    shown = warnings.showwarning
+
+    def one_line_warning(message, category, filename, lineno, file=None, line=None):
+        if category.__module__.startswith("osrkit"):
+            console.print(f"[yellow]warning:[/yellow] {_one_line(message)}", highlight=False, soft_wrap=True)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = one_line_warning
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError, sqlite3.Error, pickle.UnpicklingError) as e:
-        console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)  # one line, never wrapped
-        return 2
+    except (*USAGE_ERRORS, *RUN_ERRORS) as e:
+        if debug:
+            raise
+        status = 2 if isinstance(e, USAGE_ERRORS) else 1
+        console.print(f"[red]error:[/red] {_one_line(e)}", highlight=False, soft_wrap=True)  # never wrapped
+        return status
+    finally:
+        warnings.showwarning = shown
+
+
+def _one_line(e: BaseException) -> str:
+    """The error's message on one line (KeyError-style quotes dropped)."""
+    text = " ".join(str(e.args[0] if isinstance(e, KeyError) and e.args else e).split())
+    return text or type(e).__name__
 
 
 if __name__ == "__main__":

@@ -36,9 +36,12 @@ def cmd_predict(args) -> int:
     from osrkit.deploy.images import InputError
     from osrkit.deploy.predictor import COLUMNS, OpenSetPredictor
 
+    from osrkit.cli import refuse_overwrite
+
     out = Path(args.out) if args.out else None
     if out is not None and out.suffix.lower() not in OUTPUT_SUFFIXES:
         raise ValueError(f"--out {out}: the file must end in .csv or .json")
+    refuse_overwrite(args, out)
     predictor = OpenSetPredictor.from_checkpoint(args.checkpoint, threshold=args.threshold, tpr=args.tpr,
                                                  device=args.device, batch_size=args.batch_size)
     t0 = time.perf_counter()
@@ -76,7 +79,10 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from osrkit.cli import refuse_overwrite
     from osrkit.deploy.export import export_checkpoint
+
+    refuse_overwrite(args, args.out)
 
     info = export_checkpoint(args.checkpoint, args.format, args.out, threshold=args.threshold, tpr=args.tpr,
                              check=not args.no_check)
@@ -90,9 +96,12 @@ def cmd_export(args) -> int:
 def cmd_report(args) -> int:
     from osrkit.analysis.report import checkpoint_report, db_report
 
+    from osrkit.cli import refuse_overwrite
+
     out = Path(args.out)
     if out.suffix.lower() not in (".html", ".htm"):
         raise ValueError(f"--out {out}: the report is one HTML file, name it .html")
+    refuse_overwrite(args, out)
     if (args.checkpoint is None) == (args.db is None):
         raise ValueError("give a CHECKPOINT, or --db RESULTS for a comparison of methods (not both)")
     if args.db is not None:
@@ -138,6 +147,7 @@ def add_deploy_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     p.set_defaults(func=cmd_predict)
 
     c = sub.add_parser("calibrate", help="recompute a checkpoint's threshold on its validation knowns (in place)")
@@ -154,6 +164,7 @@ def add_deploy_parsers(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--out", required=True, help="the graph file to write")
     _threshold_args(e)
     e.add_argument("--no-check", action="store_true", help="skip comparing the exported graph with PyTorch")
+    e.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     e.set_defaults(func=cmd_export)
 
     r = sub.add_parser("report", help="one self-contained HTML report: a checkpoint on its test data, or --db methods")
@@ -164,4 +175,5 @@ def add_deploy_parsers(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--data-root", help="the task's data folder")
     r.add_argument("--out", required=True, help="the HTML file to write")
     r.add_argument("--device", default="cpu")
+    r.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     r.set_defaults(func=cmd_report)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -16,23 +16,38 @@ VERSION = 1
 
 
 def atomic_write_bytes(path: str | os.PathLike, writer) -> None:
-    """Write via `writer(file)` to a temporary file beside `path`, fsync, then rename over it."""
+    """Write via `writer(file)` to a new temporary file beside `path`, fsync it, rename it over `path`, then
+    fsync the folder so the rename itself survives a crash. The file is created with mode 0666 less the
+    process umask (as a plain open would), without touching the umask."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             writer(f)
             f.flush()
             os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _fsync_dir(folder: Path) -> None:
+    """fsync a folder (where the platform allows it), making a rename inside it durable."""
+    try:
+        dfd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -99,6 +99,7 @@ def fit_method(method: str, task: OpenSetTask, cfg: TrainConfig, checkpoint: str
     scorer = m.make_scorer(task.num_classes, params)
     fit_scorer(scorer, model, task, cfg, device)
     meta.update(calibration_entries(val_known_scores(model, scorer, task, cfg, device), tpr, f1_reject))
+    meta["diverged"] = result.get("diverged")  # None, or why the run looks diverged (a warning was shown)
     meta["train_seconds"] = sum(h["train_seconds"] for h in result["history"])
     meta["fit_seconds"] = time.perf_counter() - t0
     if checkpoint is not None:

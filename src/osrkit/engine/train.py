@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -118,6 +119,30 @@ class NonFiniteLossError(FloatingPointError):
     """Training diverged; the message says where and what to change."""
 
 
+class DivergenceWarning(UserWarning):
+    """Training ended worse than it began, or at chance accuracy: the model is probably useless."""
+
+
+def divergence(history: list[dict], first_loss: float | None, num_classes: int) -> str | None:
+    """Why a finished run looks diverged (None if it does not): the last epoch's mean training loss above the
+    first step's loss, or a validation accuracy within a quarter of chance (1/K)."""
+    if not history:
+        return None
+    last = history[-1]
+    if first_loss is not None and math.isfinite(first_loss) and last["train_loss"] > first_loss:
+        return (f"the training loss ended at {last['train_loss']:.4g}, above where it began ({first_loss:.4g}): "
+                "lower the learning rate (--lr)")
+    acc = last.get("val_accuracy", float("nan"))
+    if num_classes > 1 and acc == acc and acc <= 1.25 / num_classes:
+        return (f"the validation accuracy ended at chance ({acc:.3f}, chance {1 / num_classes:.3f}): lower the "
+                "learning rate (--lr) or train longer")
+    return None
+
+
+def _cuda_rng() -> list[torch.Tensor] | None:
+    return torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+
+
 def train(model: torch.nn.Module, loss_fn: torch.nn.Module, task: OpenSetTask, cfg: TrainConfig,
           checkpoint: str | Path | None = None, resume: bool = False, device: str = "cpu",
           loss_step: LossStep = default_loss_step, meta: dict[str, Any] | None = None,
@@ -144,6 +169,10 @@ def train(model: torch.nn.Module, loss_fn: torch.nn.Module, task: OpenSetTask, c
     augment = make_augment(cfg.augment)
     history: list[dict[str, float]] = []
     start_epoch, best = 0, {"val_loss": math.inf, "model": None, "epoch": -1}
+    first_loss: float | None = None
+    if cfg.select in _SELECT_KEY and len(task.val_y) == 0:
+        raise ValueError(f"--select {cfg.select} needs validation data, and task {task.name} has none "
+                         "(--val-fraction 0): give a validation share, or --select last")
 
     if resume and checkpoint is not None and Path(checkpoint).exists():
         state = load_checkpoint(checkpoint)
@@ -162,6 +191,9 @@ def train(model: torch.nn.Module, loss_fn: torch.nn.Module, task: OpenSetTask, c
         sched.load_state_dict(ts["scheduler"])
         gen.set_state(ts["generator"])
         torch.set_rng_state(ts["torch_rng"])
+        if ts.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ts["cuda_rng"])
+        first_loss = ts.get("first_loss")
         history = list(ts["history"])
         start_epoch = int(ts["epoch"]) + 1
         best = dict(ts["best"])
@@ -184,6 +216,8 @@ def train(model: torch.nn.Module, loss_fn: torch.nn.Module, task: OpenSetTask, c
                     out = outputs_fp32(model(x))
                     loss = loss_step(loss_fn, out, x, y)
                 loss_val = float(loss.detach())  # one device sync per step
+                if first_loss is None:
+                    first_loss = loss_val
                 if not math.isfinite(loss_val):
                     raise NonFiniteLossError(
                         f"loss became {loss_val} at epoch {epoch + 1}, step {s + 1}: training diverged. "
@@ -207,7 +241,10 @@ def train(model: torch.nn.Module, loss_fn: torch.nn.Module, task: OpenSetTask, c
                 if key not in val:
                     raise ValueError(f"--select {cfg.select} needs the loss's {key[4:]} term on validation data; "
                                      f"this method's loss has {sorted(k[4:] for k in val if k != 'val_accuracy')}")
-                if val[key] < best["val_loss"]:
+                if not math.isfinite(val[key]):
+                    warnings.warn(f"epoch {epoch + 1}: validation {key[4:].replace('_', ' ')} is {val[key]}; "
+                                  f"--select {cfg.select} skips this epoch", DivergenceWarning, stacklevel=2)
+                elif val[key] < best["val_loss"]:
                     best = {"val_loss": val[key], "epoch": epoch,
                             "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
             if checkpoint is not None:
@@ -215,10 +252,17 @@ def train(model: torch.nn.Module, loss_fn: torch.nn.Module, task: OpenSetTask, c
                     **(meta or {}), "config": cfg.to_dict(), "model": model.state_dict(), "loss": loss_fn.state_dict(),
                     "train_state": {"epoch": epoch, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                                     "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                                    "cuda_rng": _cuda_rng(), "first_loss": first_loss,
                                     "history": history, "best": best, "finished": epoch + 1 == cfg.epochs}})
             if on_epoch is not None:
                 on_epoch(epoch, rec)
     if cfg.select in _SELECT_KEY and best["model"] is not None:
         model.load_state_dict(best["model"])
+    elif cfg.select in _SELECT_KEY and history:
+        warnings.warn(f"--select {cfg.select}: no epoch had a finite validation value; kept the last epoch",
+                      DivergenceWarning, stacklevel=2)
     model.eval()
-    return {"history": history, "best_epoch": best["epoch"]}
+    diverged = divergence(history, first_loss, task.num_classes)
+    if diverged:
+        warnings.warn(f"training of {task.name} looks diverged: {diverged}", DivergenceWarning, stacklevel=2)
+    return {"history": history, "best_epoch": best["epoch"], "diverged": diverged}

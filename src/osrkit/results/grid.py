@@ -368,6 +368,7 @@ def run_one(spec: RunSpec, task, device: str, checkpoint: Path | None, progress:
     extra["roc"] = metrics.pop("roc")  # for `osrkit report --db`: the curves beside the table
     seconds = time.perf_counter() - t0
     extra["machine"] = _machine(device)
+    extra["diverged"] = trained.meta.get("diverged")
     rec = RunRecord(method=spec.method, task=spec.task, family=spec.family, split=spec.split, seed=spec.seed,
                     config=spec.config, metrics=metrics, wall_seconds=seconds,
                     train_images_per_second=_throughput(trained.history), device=device,
