@@ -2,10 +2,54 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, get_args, get_origin, get_type_hints
 
 from osrkit.engine.precision import MEMORY_FORMATS, PRECISIONS, resolve_memory_format, resolve_precision
+
+
+def _convert(name: str, value: Any, kind: Any) -> Any:
+    """`value` as the field's declared type (numbers given as strings, e.g. YAML's "1e-3", are converted);
+    a ValueError names the field, the value and what is allowed."""
+    def bad(what: str) -> ValueError:
+        return ValueError(f"config field {name}={value!r}: expected {what}")
+
+    if kind is float:
+        if isinstance(value, bool):
+            raise bad("a number")
+        try:
+            out = float(value)
+        except (TypeError, ValueError):
+            raise bad("a number, e.g. 0.001 or 1e-3") from None
+        if not math.isfinite(out):
+            raise bad("a finite number")
+        return out
+    if kind is int:
+        if isinstance(value, bool):
+            raise bad("a whole number")
+        try:
+            out = float(value)
+        except (TypeError, ValueError):
+            raise bad("a whole number") from None
+        if not out.is_integer():
+            raise bad("a whole number")
+        return int(out)
+    if kind is str:
+        if not isinstance(value, str):
+            raise bad("a string")
+        return value
+    if get_origin(kind) is list:
+        if not isinstance(value, (list, tuple)):
+            raise bad("a list of whole numbers, e.g. [30, 60]")
+        return [_convert(f"{name}[]", v, get_args(kind)[0]) for v in value]
+    return value
+
+
+def _convert_fields(cfg: "TrainConfig") -> None:
+    hints = get_type_hints(type(cfg))
+    for f in fields(cfg):
+        setattr(cfg, f.name, _convert(f.name, getattr(cfg, f.name), hints[f.name]))
 
 
 @dataclass
@@ -32,6 +76,7 @@ class TrainConfig:
     eval_batch_size: int = 512
 
     def __post_init__(self) -> None:
+        _convert_fields(self)
         choices = {"select": ("last", "best-val-loss", "best-val-anchor-loss"), "schedule": ("onecycle", "cosine", "step", "constant"),
                    "optimizer": ("sgd", "adam"), "augment": ("none", "crop", "crop-flip"),
                    "precision": PRECISIONS, "memory_format": MEMORY_FORMATS, "weight_decay_on": ("all", "weights")}
@@ -43,6 +88,12 @@ class TrainConfig:
                              f"{self.batch_size}, {self.eval_batch_size}, {self.epochs}")
         if not isinstance(self.model_kwargs, dict) or not isinstance(self.method_params, dict):
             raise ValueError("config fields model_kwargs and method_params must be mappings")
+        for name, low, high in (("lr", 0.0, None), ("momentum", None, 1.0), ("weight_decay", None, None)):
+            v = getattr(self, name)
+            if (low is not None and not v > low) or (high is not None and not v < high) or v < 0:
+                raise ValueError(f"config field {name}={v!r} is out of range: "
+                                 + {"lr": "it must be > 0", "momentum": "it must be in [0, 1)",
+                                    "weight_decay": "it must be >= 0"}[name])
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

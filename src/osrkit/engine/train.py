@@ -222,7 +222,9 @@ def train(model: torch.nn.Module, loss_fn: torch.nn.Module, task: OpenSetTask, c
                     raise NonFiniteLossError(
                         f"loss became {loss_val} at epoch {epoch + 1}, step {s + 1}: training diverged. "
                         f"Lower the learning rate (now {cfg.lr}, --lr), or check the inputs for NaN. "
-                        f"The last good checkpoint is {checkpoint or '(none: pass --out to keep one)'}.")
+                        + (f"The last good checkpoint is {checkpoint} (resume with --resume)."
+                           if checkpoint is not None and Path(checkpoint).exists()
+                           else "No epoch finished, so no checkpoint was written."))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

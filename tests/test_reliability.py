@@ -1,0 +1,168 @@
+"""Bad input gives one clear line and the right exit status; faults never lose work."""
+
+import errno
+import json
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from osrkit.cli import main
+from osrkit.engine import checkpoint as C
+from osrkit.engine.config import TrainConfig
+from osrkit.engine.train import divergence
+
+TRAIN = ["train", "--task", "digits", "--epochs", "2", "--no-progress"]
+
+
+def _one_line(err: str, *needles: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.startswith(("error:", "warning:"))]
+    assert len([ln for ln in lines if ln.startswith("error:")]) == 1, err
+    line = next(ln for ln in lines if ln.startswith("error:"))
+    for n in needles:
+        assert n in line, (n, line)
+    return line
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    ck = tmp_path_factory.mktemp("rel") / "m.pt"
+    assert main([*TRAIN, "--out", str(ck)]) == 0
+    return ck
+
+
+def test_truncated_and_foreign_checkpoints(finished, tmp_path, capsys):
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(finished.read_bytes()[:4000])
+    text = tmp_path / "notes.pt"
+    text.write_text("hello, not a checkpoint\n")
+    for path in (cut, text):
+        assert main(["eval", str(path)]) == 2
+        _one_line(capsys.readouterr().err, str(path), "not a readable checkpoint")
+
+
+def test_pickled_code_is_refused_and_never_run(tmp_path, capsys):
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "osrkit-checkpoint", "x": Payload()}, evil)
+    assert main(["eval", str(evil)]) == 2
+    _one_line(capsys.readouterr().err, str(evil), "was refused", "system")
+    assert not marker.exists()
+
+
+def test_yaml_numbers_are_converted_and_bad_values_named(tmp_path, capsys):
+    good = tmp_path / "good.yaml"
+    good.write_text("lr: 1e-3\nepochs: '1'\n")
+    ck = tmp_path / "y.pt"
+    assert main([*TRAIN, "--config", str(good), "--out", str(ck)]) == 0
+    cfg = C.load_checkpoint(ck)["osrkit_config"]
+    assert cfg["lr"] == 0.001 and isinstance(cfg["lr"], float) and cfg["epochs"] == 2  # the flag wins over YAML
+    bad = tmp_path / "bad.yaml"
+    for text, needle in (("lr: abc\n", "config field lr='abc': expected a number"),
+                         ("momentum: 2\n", "momentum=2.0 is out of range"),
+                         ("epochs: 2.5\n", "epochs=2.5: expected a whole number"),
+                         ("colour: red\n", "unknown config fields ['colour']")):
+        bad.write_text(text)
+        assert main([*TRAIN, "--config", str(bad), "--out", str(tmp_path / "z.pt")]) == 2
+        _one_line(capsys.readouterr().err, needle)
+    assert not (tmp_path / "z.pt").exists()
+
+
+def test_typed_config_in_python():
+    assert TrainConfig().replace(lr="5e-2", seed="3").lr == 0.05
+    with pytest.raises(ValueError, match="config field lr=nan: expected a finite number"):
+        TrainConfig(lr=float("nan"))
+    with pytest.raises(ValueError, match=r"step_epochs\[\]='x'"):
+        TrainConfig(step_epochs=["x"])
+
+
+def test_no_overwrite_without_resume_or_force(finished, tmp_path, capsys):
+    before = finished.read_bytes()
+    assert main([*TRAIN, "--out", str(finished)]) == 2
+    _one_line(capsys.readouterr().err, str(finished), "already exists", "--resume", "--force")
+    assert finished.read_bytes() == before
+    out = tmp_path / "e.json"
+    out.write_text("{}")
+    assert main(["eval", str(finished), "--json", str(out)]) == 2
+    _one_line(capsys.readouterr().err, str(out), "--force")
+    assert main(["eval", str(finished), "--json", str(out), "--force"]) == 0
+    assert "auroc" in json.loads(out.read_text())
+
+
+def test_divergence_is_a_warning_and_a_flag(tmp_path, capsys):
+    ck = tmp_path / "d.pt"
+    assert main([*TRAIN, "--optimizer", "adam", "--lr", "1e6", "--out", str(ck)]) == 0
+    err = capsys.readouterr().err
+    warn = [ln for ln in err.splitlines() if ln.startswith("warning:")]
+    assert len(warn) == 1 and "looks diverged" in warn[0] and "--lr" in warn[0]
+    assert "above where it began" in C.load_checkpoint(ck)["diverged"]
+    assert main(["eval", str(ck), "--json", str(tmp_path / "e.json")]) == 0
+    assert "above where it began" in json.loads((tmp_path / "e.json").read_text())["diverged"]
+    # a NaN loss stops training: one line, status 1 (the work failed; the command was fine)
+    assert main([*TRAIN, "--optimizer", "sgd", "--lr", "1e6", "--out", str(tmp_path / "n.pt")]) == 1
+    _one_line(capsys.readouterr().err, "training diverged", "--lr", "no checkpoint was written")
+
+
+def test_divergence_rule_by_hand():
+    h = [{"train_loss": 1.0, "val_accuracy": 0.9}, {"train_loss": 2.5, "val_accuracy": 0.9}]
+    assert "above where it began (1.8" in divergence(h, 1.8, 6)
+    assert divergence(h, 3.0, 6) is None
+    at_chance = [{"train_loss": 1.0, "val_accuracy": 0.2}]
+    assert "at chance (0.200, chance 0.167)" in divergence(at_chance, 1.8, 6)
+    assert divergence([{"train_loss": 1.0, "val_accuracy": 0.21}], 1.8, 6) is None  # above 1.25/K
+    assert divergence([], 1.0, 6) is None
+
+
+def test_select_needs_validation_data(tmp_path, capsys):
+    assert main([*TRAIN, "--val-fraction", "0", "--select", "best-val-loss", "--out", str(tmp_path / "s.pt")]) == 2
+    _one_line(capsys.readouterr().err, "--select best-val-loss needs validation data")
+    assert not (tmp_path / "s.pt").exists()
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        bad = tmp_path / "b.pt"
+        bad.write_text("x")
+        main(["eval", str(bad), "--debug"])
+
+
+def test_atomic_write_keeps_the_old_file_when_a_write_fails(tmp_path, monkeypatch):
+    path = tmp_path / "ck.pt"
+    C.save_checkpoint(path, {"a": 1})
+    before = path.read_bytes()
+
+    def full_disk(f):
+        f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        C.atomic_write_bytes(path, full_disk)
+    assert path.read_bytes() == before and C.load_checkpoint(path)["a"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]  # no temporary file left behind
+
+
+def test_atomic_write_is_durable_and_leaves_the_umask_alone(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd)))
+
+    def no_umask(*a):
+        raise AssertionError("atomic_write_bytes must not call os.umask")
+
+    old = os.umask(0o027)
+    try:
+        monkeypatch.setattr(os, "umask", no_umask)
+        C.atomic_write_text(tmp_path / "r.json", "{}")
+    finally:
+        monkeypatch.undo()
+        os.umask(old)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o640  # 0666 less the umask 027
+    assert str(tmp_path) in synced  # the folder, after the rename
+    assert any(s.endswith(".tmp") for s in synced)  # the file's data, before it
