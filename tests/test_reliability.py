@@ -166,3 +166,39 @@ def test_atomic_write_is_durable_and_leaves_the_umask_alone(tmp_path, monkeypatc
     assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o640  # 0666 less the umask 027
     assert str(tmp_path) in synced  # the folder, after the rename
     assert any(s.endswith(".tmp") for s in synced)  # the file's data, before it
+
+
+def test_heartbeat_thread_keeps_a_claim_alive_through_a_long_epoch(tmp_path):
+    import time
+
+    from osrkit.results.store import Heartbeat, ResultsStore
+
+    a, b = ResultsStore(tmp_path / "g.db"), ResultsStore(tmp_path / "g.db")
+    assert a.claim("k")
+    with Heartbeat(a, "k", interval=0.05) as hb:
+        time.sleep(0.5)  # an "epoch" with no per-epoch heartbeat
+        assert not b.claim("k", stale_after=0.2)  # beaten within the last 0.2 s: still alive
+    assert hb.beats >= 4
+    time.sleep(0.3)
+    assert b.claim("k", stale_after=0.2)  # silent since the thread stopped: taken over
+
+
+def test_a_corrupt_checkpoint_in_the_grid_is_moved_aside_and_its_run_restarts(tmp_path, capsys):
+    from osrkit.results.grid import checkpoint_name, plan_grid
+    from osrkit.results.store import ResultsStore
+
+    db = tmp_path / "g.db"
+    ckdir = tmp_path / "cks"
+    specs = plan_grid(["softmax"], ["digits"], [0, 1], [0], "neal", 2, None, "cpu")
+    ckdir.mkdir()
+    bad = ckdir / checkpoint_name(specs[1])
+    bad.write_bytes(b"PK\x03\x04 truncated zip")
+    assert main(["bench", "--methods", "softmax", "--tasks", "digits", "--splits", "0,1", "--epochs", "2",
+                 "--db", str(db), "--checkpoint-dir", str(ckdir), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert f"{bad} was unreadable: moved to {bad.name}.corrupt" in " ".join(err.split())
+    assert (ckdir / f"{bad.name}.corrupt").read_bytes() == b"PK\x03\x04 truncated zip"
+    rows = ResultsStore(db).rows()
+    assert sorted(r["split"] for r in rows) == [0, 1] and len(rows) == 2
+    moved = [r["extra"].get("corrupt_checkpoint_moved_to") for r in rows]
+    assert moved.count(None) == 1 and any(m and m.endswith(".corrupt") for m in moved)

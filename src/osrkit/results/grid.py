@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import yaml
 
-from osrkit.results.store import ResultsStore, RunRecord, run_key
+from osrkit.results.store import Heartbeat, ResultsStore, RunRecord, run_key
 
 DEFAULT_DB = "osrkit-results.db"
 GRID_KEYS = ("methods", "tasks", "splits", "seeds", "family", "epochs", "db", "data_root", "device",
@@ -273,6 +274,26 @@ class GridProgress:
 
 
 # -- running -------------------------------------------------------------------------------------------
+def quarantine_corrupt(checkpoint: Path) -> Path | None:
+    """Move an unreadable checkpoint aside (to `<name>.corrupt`, numbered if taken) so its run starts over;
+    returns where it went, or None when the file is absent or reads fine."""
+    from osrkit.engine.checkpoint import load_checkpoint
+
+    if not checkpoint.exists():
+        return None
+    try:
+        load_checkpoint(checkpoint)
+        return None
+    except (ValueError, OSError):
+        target = checkpoint.with_name(checkpoint.name + ".corrupt")
+        n = 1
+        while target.exists():
+            target = checkpoint.with_name(f"{checkpoint.name}.corrupt{n}")
+            n += 1
+        checkpoint.rename(target)
+        return target
+
+
 def _done_epochs(checkpoint: Path) -> int:
     """Epochs finished in an existing checkpoint (0 when none or unreadable)."""
     if not checkpoint.exists():
@@ -351,6 +372,11 @@ def run_one(spec: RunSpec, task, device: str, checkpoint: Path | None, progress:
         trained = with_scorer(base, spec.method, task, device=device)
         extra.update(shared_training_with=trained_from, checkpoint=None)
     else:
+        moved = quarantine_corrupt(checkpoint) if checkpoint else None
+        if moved is not None:
+            progress.console.print(f"warning: {checkpoint} was unreadable: moved to {moved.name}; {spec.label} "
+                                   "starts over", highlight=False, soft_wrap=True)
+            extra["corrupt_checkpoint_moved_to"] = str(moved)
         done = _done_epochs(checkpoint) if checkpoint else 0
         extra["resumed_from_epoch"] = done
         progress.start(spec, done)
@@ -419,9 +445,10 @@ def run_grid(methods: Sequence[str], tasks: Sequence[str], splits: Sequence[int]
             try:
                 task = tasks_cache.get(spec)
                 sig = _share_signature(spec) if share_training else None
-                trained, _, rec = run_one(spec, task, device, ckdir / checkpoint_name(spec), prog,
-                                          shared=shared.get(sig) if sig else None, on_epoch=on_epoch,
-                                          heartbeat=(lambda: store.heartbeat(key)) if claim else None)
+                with Heartbeat(store, key) if claim else nullcontext():
+                    trained, _, rec = run_one(spec, task, device, ckdir / checkpoint_name(spec), prog,
+                                              shared=shared.get(sig) if sig else None, on_epoch=on_epoch,
+                                              heartbeat=(lambda: store.heartbeat(key)) if claim else None)
                 if sig is not None:
                     shared = {sig: (key, trained)}  # keep only the latest network
                 store.add(rec)

@@ -31,6 +31,8 @@ import osrkit
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 60.0
+HEARTBEAT_S = 30.0  # a running claim's heartbeat, from a thread, whatever an epoch lasts
+CLAIM_LIFETIME_S = 10 * HEARTBEAT_S  # silent this long (ten missed beats): the claim is taken over
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -297,7 +299,7 @@ class ResultsStore:
             return int(con.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
 
     # -- claims (optional: several processes sharing one grid) -------------------------------------
-    def claim(self, key: str, stale_after: float = 600.0) -> bool:
+    def claim(self, key: str, stale_after: float = CLAIM_LIFETIME_S) -> bool:
         """Claim `key` for this process. False when it is stored already or live-claimed by another."""
         host, pid = socket.gethostname(), os.getpid()
         with self._write() as con:
@@ -313,13 +315,42 @@ class ResultsStore:
             return True
 
     def heartbeat(self, key: str) -> None:
-        """Tell other processes this claim is alive (called once per epoch)."""
+        """Tell other processes this claim is alive (see `Heartbeat`)."""
         with self._write() as con:
             con.execute("UPDATE claims SET heartbeat = ? WHERE key = ? AND owner = ?", (time.time(), key, self.owner))
 
     def release(self, key: str) -> None:
         with self._write() as con:
             con.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key, self.owner))
+
+
+class Heartbeat:
+    """A daemon thread beating a claim every `interval` seconds while the run trains (epochs may take hours);
+    a failed beat (a locked or vanished database) is retried at the next beat, never raised into training."""
+
+    def __init__(self, store: ResultsStore, key: str, interval: float = HEARTBEAT_S) -> None:
+        import threading
+
+        self.store, self.key, self.interval = store, key, float(interval)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"osrkit-heartbeat-{key[:8]}", daemon=True)
+        self.beats = 0
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.store.heartbeat(self.key)
+                self.beats += 1
+            except sqlite3.Error:
+                pass
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def _pid_alive(pid: int) -> bool:
