@@ -41,7 +41,9 @@ def test_imported_official_checkpoint_reproduces_authors_evaluation(tmp_path, ca
                "--normalize", "0.1321,0.3101", "--trainval", str(OFFICIAL / "MNIST_trainval_idxs.json"),
                "--data-root", str(SHARED / "data"), "--out", str(out)])
     assert rc == 0
-    state = torch.load(out, weights_only=True)
+    from osrkit.engine.checkpoint import load_checkpoint
+
+    state = load_checkpoint(out)
     assert state["method"] == "cac" and state["normalization"] == {"mean": [0.1321], "std": [0.3101]}
     assert state["scorer"]["anchors"].shape == (6, 6)
     rc = main(["eval", str(out), "--data-root", str(SHARED / "data"), "--json", str(tmp_path / "e.json")])

@@ -1,5 +1,8 @@
 """Training engine: determinism, exact resume, atomic checkpoints, clear failures."""
 
+import hashlib
+import io
+
 import pytest
 import torch
 
@@ -58,7 +61,11 @@ def test_checkpoint_roundtrip_evaluates_without_training_data(task, tmp_path):
     trained = fit_method("cac", task, default_config("cac", "digits").replace(epochs=2), checkpoint=tmp_path / "cac.pt",
                          progress=False)
     direct = evaluate(trained, task)
-    state = torch.load(tmp_path / "cac.pt", weights_only=True)  # plain tensors and types only
+    outer = torch.load(tmp_path / "cac.pt", weights_only=True)  # plain tensors and types only
+    inner = torch.load(io.BytesIO(outer["payload"].numpy().tobytes()), weights_only=True)  # so is the state inside
+    assert hashlib.sha256(outer["payload"].numpy().tobytes()).hexdigest() == outer["sha256"]
+    state = load_checkpoint(tmp_path / "cac.pt")
+    assert state.keys() == inner.keys()
     assert torch.allclose(state["scorer"]["anchors"], trained.scorer.anchors)
     loaded = load_trained(tmp_path / "cac.pt")
     test_only = task_from_checkpoint(loaded.meta)

@@ -202,3 +202,16 @@ def test_a_corrupt_checkpoint_in_the_grid_is_moved_aside_and_its_run_restarts(tm
     assert sorted(r["split"] for r in rows) == [0, 1] and len(rows) == 2
     moved = [r["extra"].get("corrupt_checkpoint_moved_to") for r in rows]
     assert moved.count(None) == 1 and any(m and m.endswith(".corrupt") for m in moved)
+
+
+def test_a_flipped_bit_in_a_checkpoint_is_caught_by_its_checksum(finished, tmp_path, capsys):
+    data = bytearray(finished.read_bytes())
+    for frac in (0.2, 0.5, 0.8):
+        flipped = tmp_path / f"flip{frac}.pt"
+        b = bytearray(data)
+        b[int(len(b) * frac)] ^= 0x04
+        flipped.write_bytes(b)
+        assert main(["eval", str(flipped)]) == 2
+        err = capsys.readouterr().err
+        line = _one_line(err, str(flipped))
+        assert "SHA-256" in line or "not a readable checkpoint" in line

@@ -280,7 +280,9 @@ def test_resume_after_killed_run(tmp_path, calls):
     assert proc.returncode == -signal.SIGKILL
     (ckpt,) = ck.glob("*.pt")
     assert ResultsStore(db).count() == 0  # the killed run stored nothing (only its claim)
-    assert torch.load(ckpt, weights_only=True)["train_state"]["epoch"] == 0
+    from osrkit.engine.checkpoint import load_checkpoint
+
+    assert load_checkpoint(ckpt)["train_state"]["epoch"] == 0
 
     epochs_here = []
     res = run_grid(["softmax"], ["digits"], [0], [0], epochs=epochs, db=db, checkpoint_dir=ck, progress=False,

@@ -431,14 +431,9 @@ RUN_ERRORS = (FloatingPointError, RuntimeError, OSError, sqlite3.Error)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
-    args = parser.parse_args(argv)
-    if args.command is None:
-        args = parser.parse_args(["run", *argv])
-    args.argv = argv
     import warnings
 
     shown = warnings.showwarning
@@ -451,6 +446,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     warnings.showwarning = one_line_warning
     try:
+        parser = build_parser()  # reads the split lists for its help: a damaged splits file is reported too
+        args = parser.parse_args(argv)
+        if args.command is None:
+            args = parser.parse_args(["run", *argv])
+        args.argv = argv
         return args.func(args)
     except (*USAGE_ERRORS, *RUN_ERRORS) as e:
         if debug:

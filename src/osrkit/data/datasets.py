@@ -32,6 +32,33 @@ class MissingDataError(FileNotFoundError):
     """A data set's files are not where osrkit looked; the message says what to put where."""
 
 
+class CorruptDataError(ValueError):
+    """A data file is present but truncated, damaged or of another format; the message names it."""
+
+
+_IDX_DTYPES = {0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8}  # type code -> bytes per value
+
+
+def check_idx(path: Path, ndim: int) -> None:
+    """An IDX file's header (magic, type, dimensions) and its size against what the header promises."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(4 + 4 * ndim)
+    problem = None
+    if len(head) < 4 + 4 * ndim or head[0] != 0 or head[1] != 0:
+        problem = "its header is not an IDX header"
+    elif head[2] not in _IDX_DTYPES or head[3] != ndim:
+        problem = f"its header says type 0x{head[2]:02x} with {head[3]} dimensions, expected {ndim}"
+    else:
+        dims = [int.from_bytes(head[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+        want = 4 + 4 * ndim + int(np.prod(dims)) * _IDX_DTYPES[head[2]]
+        if size != want:
+            problem = f"it has {size} bytes, its header {dims} promises {want} (truncated or damaged)"
+    if problem:
+        raise CorruptDataError(f"{path} is not a valid IDX file: {problem}; copy it again (for MNIST, the md5 sums "
+                               "are in ../shared/data/README.md) or remove it and use --download")
+
+
 def _missing(name: str, root: Path, expected: list[str], hint: str = "") -> MissingDataError:
     files = "\n  ".join(str(root / e) for e in expected)
     return MissingDataError(
@@ -97,6 +124,11 @@ class MNIST(ImageSet):
         "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
 
     def _load(self, download):
+        prefix = "train" if self.train else "t10k"
+        for name, ndim in ((f"{prefix}-images-idx3-ubyte", 3), (f"{prefix}-labels-idx1-ubyte", 1)):
+            path = self.root / self.folder / "raw" / name
+            if path.exists():
+                check_idx(path, ndim)
         try:
             ds = self.tv_class(root=str(self.root), train=self.train, download=download)
         except RuntimeError as e:
@@ -108,6 +140,7 @@ class FashionMNIST(MNIST):
     """Fashion-MNIST via torchvision (files under ROOT/FashionMNIST/raw)."""
 
     tv_class = torchvision.datasets.FashionMNIST
+    folder = "FashionMNIST"
     expected_files = tuple(f"FashionMNIST/raw/{f}" for f in (
         "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
 

@@ -23,6 +23,9 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
+import zipfile
+import zlib
+
 import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as TF
@@ -54,15 +57,32 @@ def _to_tensor(images: np.ndarray) -> torch.Tensor:
     return t.contiguous()
 
 
+def _npz_arrays(path: Path, keys: list[str]) -> dict[str, np.ndarray]:
+    """The named arrays of an .npz file; a truncated, damaged or foreign file is an error naming it."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in keys if k not in f.files]
+            if missing:
+                raise ValueError(f"{path} has no arrays {missing} (it holds {f.files}): it is not the expected file")
+            return {k: f[k] for k in keys}
+    except ValueError as e:
+        if str(path) in str(e):
+            raise
+        raise ValueError(f"{path} is not a readable .npz file ({e}): it is truncated or damaged; copy it again") from e
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+        raise ValueError(f"{path} is not a readable .npz file ({type(e).__name__}: {e}): it is truncated or damaged; "
+                         "copy it again") from e
+
+
 def _omniglot_images(root: str | Path, subset: str) -> np.ndarray:
     """The raw (N, 105, 105) uint8 Omniglot images of one subset (255 = paper, 0 = stroke)."""
     if subset not in OMNIGLOT_SUBSETS:
         raise ValueError(f"subset must be one of {OMNIGLOT_SUBSETS}, got {subset!r}")
     path = _require_file(root, "omniglot.npz", "It holds x_background and x_evaluation (105x105 uint8).")
-    with np.load(path) as f:
-        if subset == "all":
-            return np.concatenate([f["x_background"], f["x_evaluation"]])
-        return f[f"x_{subset}"]
+    if subset == "all":
+        f = _npz_arrays(path, ["x_background", "x_evaluation"])
+        return np.concatenate([f["x_background"], f["x_evaluation"]])
+    return _npz_arrays(path, [f"x_{subset}"])[f"x_{subset}"]
 
 
 def omniglot(
@@ -106,8 +126,7 @@ def _tinyimagenet(root: str | Path, name: str) -> torch.Tensor:
     path = _require_file(
         root, name, "It is the reconstructed ODIN TinyImageNet outlier set: key x, (10000, 32, 32, 3) uint8 RGB."
     )
-    with np.load(path) as f:
-        return _to_tensor(f["x"])
+    return _to_tensor(_npz_arrays(path, ["x"])["x"])
 
 
 def imagenet_crop(root: str | Path) -> torch.Tensor:

@@ -3,18 +3,35 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 
 # data sets that borrow another task's split lists
 SPLIT_ALIASES = {"digits": "mnist", "fashion-mnist": "mnist"}
 
 
-@lru_cache(maxsize=1)
 def _load() -> dict:
-    with resources.files("osrkit.data").joinpath("splits.json").open() as f:
-        return json.load(f)
+    """The split lists: the package's splits.json, or the file named by $OSRKIT_SPLITS (same schema)."""
+    return _load_file(os.environ.get("OSRKIT_SPLITS") or None)
+
+
+@lru_cache(maxsize=4)
+def _load_file(path: str | None) -> dict:
+    source = resources.files("osrkit.data").joinpath("splits.json") if path is None else Path(path)
+    try:
+        with source.open() as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"splits file {source} (from $OSRKIT_SPLITS) does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"splits file {source} is not valid JSON ({e}): it is truncated or damaged; restore it "
+                         "(the package's own copy is osrkit/data/splits.json)") from e
+    if not isinstance(doc, dict) or not isinstance(doc.get("families"), dict):
+        raise ValueError(f"splits file {source} has no \"families\" mapping: it is not an osrkit splits file")
+    return doc
 
 
 def split_families() -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import pickle
 import re
@@ -12,7 +14,7 @@ from typing import Any
 import torch
 
 FORMAT = "osrkit-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: the state is stored with its SHA-256 (1: the state itself, still read)
 
 
 def atomic_write_bytes(path: str | os.PathLike, writer) -> None:
@@ -55,20 +57,22 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
-    """Atomically save a checkpoint dict (tagged with the osrkit format and version)."""
-    state = {"format": FORMAT, "version": VERSION, **state}
-    atomic_write_bytes(path, lambda f: torch.save(state, f))
+    """Atomically save a checkpoint dict (tagged with the osrkit format and version).
+
+    Version 2 wraps the serialised state with its SHA-256, so a bit flipped on disk is an error at load
+    instead of silently wrong weights (torch's zip reader does not check tensor data)."""
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT, "version": VERSION, **state}, buf)
+    data = buf.getvalue()
+    outer = {"format": FORMAT, "version": VERSION, "sha256": hashlib.sha256(data).hexdigest(),
+             "payload": torch.frombuffer(bytearray(data), dtype=torch.uint8)}
+    atomic_write_bytes(path, lambda f: torch.save(outer, f))
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load an osrkit checkpoint safely (weights_only=True); clear errors for missing/foreign files."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    if path.is_dir():
-        raise ValueError(f"{path} is a folder, not a checkpoint file")
+def _torch_load(source, path: Path) -> Any:
+    """torch.load(weights_only=True) with errors that name the file."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(source, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:  # weights_only refuses pickled code and foreign objects
         found = re.search(r"GLOBAL ([\w.]+)", str(e))
         if found is None:
@@ -79,6 +83,23 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     except Exception as e:  # noqa: BLE001 - whatever the reader trips on, the file is not a checkpoint
         raise ValueError(f"{path} is not a readable checkpoint (truncated, corrupt or another file type): "
                          f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}") from e
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load an osrkit checkpoint safely (weights_only=True, checksum verified); clear errors for missing,
+    corrupt and foreign files."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a checkpoint file")
+    state = _torch_load(path, path)
+    if isinstance(state, dict) and state.get("format") == FORMAT and "payload" in state:
+        data = state["payload"].numpy().tobytes() if isinstance(state["payload"], torch.Tensor) else b""
+        if hashlib.sha256(data).hexdigest() != state.get("sha256"):
+            raise ValueError(f"{path} is corrupt: its content does not match its SHA-256 checksum (a flipped bit or "
+                             "a damaged copy); restore it from a backup or retrain")
+        state = _torch_load(io.BytesIO(data), path)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(
             f"{path} is not an osrkit checkpoint (no 'format': '{FORMAT}' entry); "

@@ -212,25 +212,38 @@ class ResultsStore:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """A `BEGIN IMMEDIATE` transaction: takes the write lock up front (waits up to busy_timeout)."""
-        con = self._connect()
-        try:
-            con.execute("BEGIN IMMEDIATE")
+        with self._named_errors():
+            con = self._connect()
             try:
-                yield con
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
-        finally:
-            con.close()
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    yield con
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+                con.execute("COMMIT")
+            finally:
+                con.close()
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        con = self._connect()
+        with self._named_errors():
+            con = self._connect()
+            try:
+                yield con
+            finally:
+                con.close()
+
+    @contextmanager
+    def _named_errors(self) -> Iterator[None]:
+        """A damaged or foreign database file becomes an error that names it (locks and I/O errors pass)."""
         try:
-            yield con
-        finally:
-            con.close()
+            yield
+        except sqlite3.DatabaseError as e:
+            if type(e) is not sqlite3.DatabaseError:  # OperationalError (locked, busy), IntegrityError, ...
+                raise
+            raise ValueError(f"{self.path} is not a readable results database ({e}): restore it from a backup or "
+                             "pass another --db") from e
 
     def _init_schema(self) -> None:
         deadline = time.monotonic() + self.busy_timeout
