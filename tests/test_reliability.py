@@ -215,3 +215,93 @@ def test_a_flipped_bit_in_a_checkpoint_is_caught_by_its_checksum(finished, tmp_p
         err = capsys.readouterr().err
         line = _one_line(err, str(flipped))
         assert "SHA-256" in line or "not a readable checkpoint" in line
+
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def corrupt(path: Path, how: str, offset: int | None = None) -> None:
+    """Damage a file in place: truncated to a third, one bit flipped (at `offset`, default the middle), or
+    replaced by text (another format)."""
+    data = bytearray(path.read_bytes())
+    if how == "truncated":
+        data = data[:len(data) // 3]
+    elif how == "bit-flipped":
+        data[len(data) // 2 if offset is None else offset] ^= 0x10
+    else:
+        data = bytearray(b"this is a text file, not the expected format\n" * 3)
+    path.write_bytes(bytes(data))
+
+
+def _data_root(tmp_path: Path) -> Path:
+    """A data root of links to the shared files, so one of them can be replaced by a damaged copy."""
+    root = tmp_path / "data"
+    (root / "MNIST" / "raw").mkdir(parents=True)
+    for f in (SHARED_DATA / "MNIST" / "raw").iterdir():
+        (root / "MNIST" / "raw" / f.name).symlink_to(f)
+    (root / "omniglot.npz").symlink_to(SHARED_DATA / "omniglot.npz")
+    return root
+
+
+def _replace_with_copy(link: Path) -> Path:
+    target = link.resolve()
+    link.unlink()
+    link.write_bytes(target.read_bytes())
+    return link
+
+
+@pytest.mark.parametrize("how", ["truncated", "bit-flipped", "wrong-format"])
+@pytest.mark.parametrize("name", ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"])
+def test_damaged_idx_files_are_named(name, how, tmp_path, capsys):
+    from osrkit.data.tasks import make_task
+
+    root = _data_root(tmp_path)
+    bad = _replace_with_copy(root / "MNIST" / "raw" / name)
+    corrupt(bad, how)
+    with pytest.raises(ValueError) as err:
+        make_task("mnist", split=0, data_root=root)
+    assert str(bad) in str(err.value)
+    assert main(["eval", str(tmp_path / "none.pt")]) == 2  # unrelated commands still fine (and named)
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("how", ["truncated", "bit-flipped", "wrong-format"])
+def test_damaged_outlier_npz_is_named(how, tmp_path):
+    from osrkit.data.outliers import load_outliers
+
+    root = _data_root(tmp_path)
+    bad = _replace_with_copy(root / "omniglot.npz")
+    corrupt(bad, how)  # a flip inside a member's data: zip's CRC-32 sees it
+    with pytest.raises(ValueError) as err:
+        load_outliers("omniglot", root)
+    assert str(bad) in str(err.value) and "damaged" in str(err.value)
+
+
+@pytest.mark.parametrize("how", ["truncated", "bit-flipped", "wrong-format"])
+def test_damaged_splits_file_is_named(how, tmp_path, monkeypatch, capsys):
+    from importlib import resources
+
+    from osrkit.data.splits import _load_file
+
+    bad = tmp_path / "splits.json"
+    bad.write_bytes(resources.files("osrkit.data").joinpath("splits.json").read_bytes())
+    corrupt(bad, how, offset=0)  # the opening brace
+    monkeypatch.setenv("OSRKIT_SPLITS", str(bad))
+    _load_file.cache_clear()
+    assert main(["run", "--task", "digits", "--splits", "0", "--epochs", "1", "--no-progress"]) == 2
+    _one_line(capsys.readouterr().err, str(bad))
+    _load_file.cache_clear()
+
+
+@pytest.mark.parametrize("how", ["truncated", "bit-flipped", "wrong-format"])
+def test_damaged_results_database_is_named_and_other_files_kept(how, tmp_path, capsys):
+    db = tmp_path / "r.db"
+    assert main(["bench", "--methods", "softmax", "--tasks", "digits", "--splits", "0", "--epochs", "1",
+                 "--db", str(db), "--no-progress"]) == 0
+    capsys.readouterr()
+    keep = {p: p.read_bytes() for p in (tmp_path / "r-checkpoints").iterdir()}
+    corrupt(db, how, offset=20)  # inside the SQLite header
+    for argv in (["table", "--db", str(db)], ["report", "--db", str(db), "--out", str(tmp_path / "x.html")]):
+        assert main(argv) == 2
+        _one_line(capsys.readouterr().err, str(db))
+    assert {p: p.read_bytes() for p in (tmp_path / "r-checkpoints").iterdir()} == keep

@@ -39,6 +39,32 @@ class CorruptDataError(ValueError):
 _IDX_DTYPES = {0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8}  # type code -> bytes per value
 
 
+# the canonical MNIST files' md5 (../shared/data/README.md; the labels' from the same verified copy)
+MNIST_MD5 = {"train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+             "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+             "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+             "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637"}
+_VERIFIED: dict[tuple, bool] = {}
+
+
+def check_md5(path: Path, expected: str) -> None:
+    """A file against its known md5 (once per file version and process): catches flipped bits in the data."""
+    import hashlib
+
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key in _VERIFIED:
+        return
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    if h.hexdigest() != expected:
+        raise CorruptDataError(f"{path} differs from the canonical file (md5 {h.hexdigest()}, expected {expected}): "
+                               "a damaged copy; copy it again or remove it and use --download")
+    _VERIFIED[key] = True
+
+
 def check_idx(path: Path, ndim: int) -> None:
     """An IDX file's header (magic, type, dimensions) and its size against what the header promises."""
     size = path.stat().st_size
@@ -129,6 +155,8 @@ class MNIST(ImageSet):
             path = self.root / self.folder / "raw" / name
             if path.exists():
                 check_idx(path, ndim)
+                if type(self) is MNIST:
+                    check_md5(path, MNIST_MD5[name])
         try:
             ds = self.tv_class(root=str(self.root), train=self.train, download=download)
         except RuntimeError as e:

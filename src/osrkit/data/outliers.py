@@ -60,6 +60,10 @@ def _to_tensor(images: np.ndarray) -> torch.Tensor:
 def _npz_arrays(path: Path, keys: list[str]) -> dict[str, np.ndarray]:
     """The named arrays of an .npz file; a truncated, damaged or foreign file is an error naming it."""
     try:
+        with zipfile.ZipFile(path) as z:  # numpy reads members without checking their CRC-32: check first
+            bad = z.testzip()
+        if bad is not None:
+            raise ValueError(f"{path}: its member {bad} fails its CRC-32 check: the file is damaged; copy it again")
         with np.load(path, allow_pickle=False) as f:
             missing = [k for k in keys if k not in f.files]
             if missing:
