@@ -98,7 +98,7 @@ def test_atomic_save_leaves_old_file_on_failure(tmp_path):
         def __reduce__(self):
             raise RuntimeError("boom")
 
-    with pytest.raises(Exception):
+    with pytest.raises(RuntimeError, match="boom"):
         save_checkpoint(p, {"a": Boom()})
     assert torch.equal(load_checkpoint(p)["a"], torch.ones(2))
     assert [f.name for f in tmp_path.iterdir()] == ["ck.pt"]

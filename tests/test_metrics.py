@@ -39,6 +39,19 @@ def test_oscr_ties_enter_together():
     assert M.oscr([0.1, 0.2], [True, False], [0.9]) == pytest.approx(0.5)
 
 
+def test_oscr_arpl_by_hand():
+    """ARPL's loop on knowns (scores 0.1 correct, 0.3 wrong) and one unknown (0.2), worked by hand: sorted by
+    known-ness -0.3, -0.2, -0.1 gives CCR = [1/2, 1/2, 0, 0, 1], FPR = [1, 1, 0, 0, 1]; sorted descending the
+    points are (1,1), (1,.5), (1,.5), (0,0), (0,0), whose trapezoids sum to 1 * (0.5 + 0) / 2 = 0.25.
+    The exact OSCR of the same case: CCR 0.5 from FPR 0 to 1, area 0.5."""
+    assert M.oscr_arpl([0.1, 0.3], [True, False], [0.2]) == pytest.approx(0.25)
+    assert M.oscr([0.1, 0.3], [True, False], [0.2]) == pytest.approx(0.5)
+    # two correct knowns (0.1, 0.2) below one unknown (0.9): sorted -0.9, -0.2, -0.1 gives CCR = [1, 1/2, 0, 0, 1],
+    # FPR = [1, 0, 0, 0, 1]; descending points (1,1), (1,1), (0,.5), (0,0), (0,0): area 1 * (1 + 0.5) / 2 = 0.75
+    assert M.oscr_arpl([0.1, 0.2], [True, True], [0.9]) == pytest.approx(0.75)
+    assert M.oscr([0.1, 0.2], [True, True], [0.9]) == pytest.approx(1.0)
+
+
 def test_oscr_arpl_variant_differs_but_is_close():
     case = _oscr_cases()[0]
     kl, ul, y = np.array(case["known_logits"]), np.array(case["unknown_logits"]), np.array(case["labels"])

@@ -78,6 +78,18 @@ def test_movr_loss_zero_margin_is_scaled_ovr_and_clamps() -> None:
     assert float(MOvRLoss(3, margin=0.5, margin_on="target")(c, y)) > float(MOvRLoss(3, margin=0.0)(c, y))
 
 
+def test_margin_gradient_away_from_the_clamp() -> None:
+    """d/dc cos(arccos c + m) = cos m + c sin m / sqrt(1 - c^2), at interior cosines (not the clamp)."""
+    from osrkit.losses.ovr import margin_logits
+
+    c = torch.tensor([[-0.9, -0.3, 0.0, 0.4, 0.95]], dtype=torch.float64, requires_grad=True)
+    m = 0.5
+    margin_logits(c, None, m, "all").sum().backward()
+    expected = math.cos(m) + c.detach() * math.sin(m) / torch.sqrt(1 - c.detach() ** 2)
+    torch.testing.assert_close(c.grad, expected)
+    assert torch.autograd.gradcheck(lambda z: margin_logits(z, None, m, "all"), (c.detach().clone().requires_grad_(),))
+
+
 def test_loss_validation() -> None:
     loss = MOvRLoss(3)
     c = torch.tensor(COS)
@@ -264,3 +276,23 @@ def test_max_projection_score_hand_worked() -> None:
     assert res.unknown_scores.tolist() == pytest.approx([-4.5, -0.7], abs=1e-12)
     with pytest.raises(ValueError, match="embedding"):
         MOvRScore("max_projection").score(Outputs(logits=cos))
+
+
+def test_ovr_method_trains_and_scores_by_its_sample_loss() -> None:
+    """The `ovr` recipe end to end on digits: it separates knowns from unknowns, and its unknown score is the
+    OvR loss at the predicted class, recomputed here from the logits by the formula."""
+    from osrkit.data.tasks import make_task
+    from osrkit.engine.config import TrainConfig
+    from osrkit.engine.pipeline import evaluate, fit_method, predict_with
+    from osrkit.methods import default_config
+
+    task = make_task("digits", split=0)
+    trained = fit_method("ovr", task, default_config("ovr", "digits").replace(epochs=6), progress=False)
+    assert evaluate(trained, task)["auroc"] > 0.85
+    out = predict_with(trained.model, task.unknown_x[:20], task, TrainConfig.from_dict(trained.meta["osrkit_config"]))
+    z = out.logits.double()
+    pred = z.argmax(1)
+    by_formula = [-math.log(1 / (1 + math.exp(-float(z[i, pred[i]]))))
+                  - sum(math.log(1 - 1 / (1 + math.exp(-float(z[i, k])))) for k in range(z.shape[1]) if k != pred[i])
+                  for i in range(len(z))]
+    torch.testing.assert_close(trained.scorer.score(out).unknown_scores, torch.tensor(by_formula, dtype=torch.float64))

@@ -102,8 +102,11 @@ def test_mnist_task_train_val_partition_the_known_training_images(mnist_task, ra
                       torch.from_numpy(_remap(raw_mnist["train_y"][mask], known)))
     # train + val is exactly the known training set (each image once, labels kept): disjoint
     assert _items(t.train_x, t.train_y) + _items(t.val_x, t.val_y) == expected
-    assert mnist_task.mean == pytest.approx(channel_stats(t.train_x)[0])
-    assert mnist_task.std == pytest.approx(channel_stats(t.train_x)[1])
+    # the normalisation, against numpy on the training images (float64, sample std)
+    x = t.train_x.numpy().astype(np.float64) / 255.0
+    assert mnist_task.mean == pytest.approx([x.mean()], rel=1e-5)
+    assert mnist_task.std == pytest.approx([x.std(ddof=1)], rel=1e-5)
+    assert channel_stats(t.train_x)[0] == pytest.approx([x.mean()], rel=1e-5)
 
 
 def test_mnist_task_holdout_is_seeded(mnist_task):
@@ -186,7 +189,7 @@ def test_folder_task_unknown_class_name(folder_split_root):
 def test_folder_task_test_only_does_not_read_training_files(folder_split_root):
     bad = folder_split_root.root / "train" / "cat" / "000.png"
     bad.write_bytes(b"this is not a PNG")
-    with pytest.raises(Exception):  # the training images are read on the normal path ...
+    with pytest.raises(OSError, match="cannot identify image file"):  # the training images are read on the normal path ...
         make_task("folder", known=["cat", "dog"], data_root=folder_split_root.root)
     # ... and not at all for a test-only task
     t = make_task("folder", known=["cat", "dog"], data_root=folder_split_root.root, test_only=True,
