@@ -305,3 +305,66 @@ def test_damaged_results_database_is_named_and_other_files_kept(how, tmp_path, c
         assert main(argv) == 2
         _one_line(capsys.readouterr().err, str(db))
     assert {p: p.read_bytes() for p in (tmp_path / "r-checkpoints").iterdir()} == keep
+
+
+def test_nan_validation_loss_is_a_warning_not_a_silent_choice(monkeypatch):
+    import warnings
+
+    from osrkit.data.tasks import make_task
+    from osrkit.engine import train as T
+    from osrkit.engine.pipeline import fit_method
+    from osrkit.methods import default_config
+
+    real = T._validate
+    calls = {"n": 0}
+
+    def nan_on_second(*a, **k):
+        calls["n"] += 1
+        out = real(*a, **k)
+        return {**out, "val_loss": float("nan")} if calls["n"] == 2 else out
+
+    monkeypatch.setattr(T, "_validate", nan_on_second)
+    cfg = default_config("softmax", "digits").replace(epochs=3, select="best-val-loss")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trained = fit_method("softmax", make_task("digits", split=0), cfg, progress=False)
+    msgs = [str(w.message) for w in caught if issubclass(w.category, T.DivergenceWarning)]
+    assert any("epoch 2: validation loss is nan" in m and "skips this epoch" in m for m in msgs), msgs
+    assert trained.history[1]["val_loss"] != trained.history[1]["val_loss"]  # the NaN is kept in the history
+
+
+def test_cuda_rng_state_is_saved_and_restored(tmp_path, monkeypatch):
+    """On a GPU machine the CUDA generators' states go into the checkpoint and come back on resume (simulated
+    here: the two CUDA calls are replaced by stand-ins that give and record a state)."""
+    from osrkit.data.tasks import make_task
+    from osrkit.engine import train as T
+    from osrkit.engine.pipeline import fit_method
+    from osrkit.methods import default_config
+
+    state = [torch.tensor([1, 2, 3], dtype=torch.uint8)]
+    restored = []
+    monkeypatch.setattr(T, "_cuda_rng", lambda: state)
+    monkeypatch.setattr(T, "_restore_cuda_rng", lambda s: restored.append(s))
+    task = make_task("digits", split=0)
+    ck = tmp_path / "g.pt"
+    cfg = default_config("softmax", "digits")
+    fit_method("softmax", task, cfg.replace(epochs=1), checkpoint=ck, progress=False)
+    saved = C.load_checkpoint(ck)["train_state"]["cuda_rng"]
+    assert len(saved) == 1 and torch.equal(saved[0], state[0])
+    # resuming the unfinished 2-epoch run of the same config hands the saved state back
+    ck2 = tmp_path / "g2.pt"
+    calls = {"n": 0}
+    real_save = C.save_checkpoint
+
+    def stop_after_first(path, st):
+        real_save(path, st)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr("osrkit.engine.train.save_checkpoint", stop_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        fit_method("softmax", task, cfg.replace(epochs=2), checkpoint=ck2, progress=False)
+    monkeypatch.setattr("osrkit.engine.train.save_checkpoint", real_save)
+    fit_method("softmax", task, cfg.replace(epochs=2), checkpoint=ck2, resume=True, progress=False)
+    assert len(restored) == 1 and torch.equal(restored[0][0], state[0])

@@ -140,7 +140,13 @@ def divergence(history: list[dict], first_loss: float | None, num_classes: int) 
 
 
 def _cuda_rng() -> list[torch.Tensor] | None:
+    """The CUDA generators' states (None without CUDA), saved so a resume on GPU draws the same numbers."""
     return torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+
+
+def _restore_cuda_rng(state: list[torch.Tensor] | None) -> None:
+    if state is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state)
 
 
 def train(model: torch.nn.Module, loss_fn: torch.nn.Module, task: OpenSetTask, cfg: TrainConfig,
@@ -191,8 +197,7 @@ def train(model: torch.nn.Module, loss_fn: torch.nn.Module, task: OpenSetTask, c
         sched.load_state_dict(ts["scheduler"])
         gen.set_state(ts["generator"])
         torch.set_rng_state(ts["torch_rng"])
-        if ts.get("cuda_rng") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(ts["cuda_rng"])
+        _restore_cuda_rng(ts.get("cuda_rng"))
         first_loss = ts.get("first_loss")
         history = list(ts["history"])
         start_epoch = int(ts["epoch"]) + 1
