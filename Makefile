@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH := torch==2.14.1 torchvision==0.29.1
 # PASSIVE: idle OpenMP threads sleep instead of spinning (spinning slows small models badly on busy cores)
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench clean mutation
 
 $(BIN)/osrkit: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ demo: setup
 
 test: setup
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest tests
+
+# mutation testing of the core modules (not part of CI): benchmarks/results/mutation.md
+mutation: setup
+	$(BIN)/pip install -q mutmut
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/mutation.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
