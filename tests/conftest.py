@@ -8,6 +8,7 @@ data root together with the ground truth it wrote (uint8 images as (N, C, H, W) 
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,9 +16,22 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+def _find_shared() -> Path:
+    """../shared beside the checkout ($OSRKIT_SHARED if set); found from a copy of tests/ nested deeper too
+    (mutmut runs the tests from mutants/tests/)."""
+    if os.environ.get("OSRKIT_SHARED"):
+        return Path(os.environ["OSRKIT_SHARED"])
+    here = Path(__file__).resolve()
+    for p in here.parents:
+        if (p / "shared" / "spec").is_dir():
+            return p / "shared"
+    return here.parents[1].parent / "shared"
+
+
+SHARED = _find_shared()
+SHARED_DATA = SHARED / "data"
 MNIST_RAW = SHARED_DATA / "MNIST" / "raw"
-SPEC_SPLITS = Path(__file__).resolve().parents[1].parent / "shared" / "spec" / "splits.json"
+SPEC_SPLITS = SHARED / "spec" / "splits.json"
 
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 

@@ -10,8 +10,9 @@ from osrkit.losses import CACLoss, class_means_of_correct
 from osrkit.outputs import Outputs
 from osrkit.scores import cac_score
 from osrkit.scores.cac import CACScore
+from conftest import SHARED
 
-REF = Path(__file__).resolve().parents[1].parent / "shared" / "spec" / "reference" / "cac.json"
+REF = SHARED / "spec" / "reference" / "cac.json"
 CASES = json.loads(REF.read_text())["cases"]
 
 

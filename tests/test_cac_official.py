@@ -8,8 +8,9 @@ import torch
 
 from osrkit.cli import main
 from osrkit.importers.cac import convert_state_dict
+from conftest import SHARED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED = SHARED
 OFFICIAL = SHARED / "models" / "cac-official"
 # the authors' own evaluation of trial 0 (models/cac-official/README.md)
 AUTHORS_ACCURACY, AUTHORS_AUROC = 0.99788, 0.98625

@@ -12,8 +12,9 @@ import torch
 from osrkit.data.datasets import CIFAR10, CIFAR10_CLASSES, MissingDataError
 from osrkit.data.splits import get_split
 from osrkit.data.tasks import make_task
+from conftest import SHARED
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
+ARCHIVE = SHARED / "data" / "cifar10-jpeg.tar.gz"
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,7 @@ def jpeg_root(tmp_path_factory) -> Path:
     """Two train and two test images per class, extracted from the real JPEG copy."""
     root = tmp_path_factory.mktemp("cifar") / "cifar10-jpeg"
     root.mkdir()
-    subprocess.run(["tar", "-xzf", str(SHARED), "-C", str(root), "--wildcards", "*/000[01].jpg"], check=True)
+    subprocess.run(["tar", "-xzf", str(ARCHIVE), "-C", str(root), "--wildcards", "*/000[01].jpg"], check=True)
     return root.parent
 
 

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from osrkit.cli import main
+from conftest import SHARED
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED_DATA = SHARED / "data"
 
 
 def test_run_prints_table_and_writes_files(tmp_path, capsys):

@@ -11,8 +11,9 @@ import torch
 from scipy.stats import weibull_min
 
 from osrkit.evt import WeibullTail, fit_high, fit_high_many
+from conftest import SHARED
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "spec" / "reference"
+REFERENCE = SHARED / "spec" / "reference"
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from osrkit import metrics as M
+from conftest import SHARED
 
-REF = Path(__file__).resolve().parents[1].parent / "shared" / "spec" / "reference"
+REF = SHARED / "spec" / "reference"
 
 
 def _oscr_cases():

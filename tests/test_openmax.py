@@ -13,8 +13,9 @@ import torch
 from osrkit.outputs import Outputs
 from osrkit.scores.crosr import CROSRScorer
 from osrkit.scores.openmax import OpenMax
+from conftest import SHARED
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "spec" / "reference"
+REFERENCE = SHARED / "spec" / "reference"
 f64 = torch.float64
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torchvision
 
+from conftest import SHARED
 from osrkit.data.outliers import (
     OUTLIER_SETS,
     imagenet_crop,
@@ -20,7 +21,7 @@ from osrkit.data.outliers import (
     uniform_noise,
 )
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED / "data"
 needs_data = pytest.mark.skipif(not (DATA / "omniglot.npz").is_file(), reason="shared data not present")
 
 

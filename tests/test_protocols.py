@@ -9,8 +9,9 @@ from osrkit.cli import main
 from osrkit.data.tasks import make_task
 from osrkit.engine.pipeline import evaluate, fit_method, load_trained, task_from_checkpoint, with_scorer
 from osrkit.methods import default_config
+from conftest import SHARED
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED_DATA = SHARED / "data"
 
 
 def test_mnist_omniglot_task_has_all_digits_known_and_omniglot_unknown():

@@ -13,6 +13,7 @@ from osrkit.cli import main
 from osrkit.engine import checkpoint as C
 from osrkit.engine.config import TrainConfig
 from osrkit.engine.train import divergence
+from conftest import SHARED
 
 TRAIN = ["train", "--task", "digits", "--epochs", "2", "--no-progress"]
 
@@ -217,7 +218,7 @@ def test_a_flipped_bit_in_a_checkpoint_is_caught_by_its_checksum(finished, tmp_p
         assert "SHA-256" in line or "not a readable checkpoint" in line
 
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED_DATA = SHARED / "data"
 
 
 def corrupt(path: Path, how: str, offset: int | None = None) -> None:
