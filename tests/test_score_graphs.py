@@ -93,3 +93,25 @@ def test_a_scorer_without_graph_form_names_the_problem():
 
     with pytest.raises(ValueError, match="custom scorer has no graph form"):
         Custom().graph()
+
+
+@pytest.mark.parametrize("kind", ["target", "loss_margin"])
+@pytest.mark.parametrize("margin_on", ["all", "two-sided"])
+def test_movr_graph_clamps_cosines_just_outside_the_unit_interval(kind, margin_on):
+    # rounding can put a cosine a hair outside [-1, 1]; unclamped, arccos would give NaN
+    logits = torch.tensor([[1.0001, 0.2, -0.3], [-1.0001, 0.1, 0.05], [0.3, 1.0, -1.0]])
+    out = Outputs(logits=logits, embedding=torch.ones(3, 2))
+    scorer = MOvRScore(kind=kind, temperature=32.0, margin=0.5, margin_on=margin_on)
+    with torch.no_grad():
+        scores, _ = scorer.graph()(logits, out.embedding, None)
+    assert torch.isfinite(scores).all()
+    np.testing.assert_allclose(scores.double().numpy(), scorer.score(out).unknown_scores.numpy(), atol=1e-4, rtol=1e-5)
+
+
+def test_crosr_graph_of_a_checkpoint_from_before_joint_scaling():
+    fitted = CROSRScorer(tailsize=10).fit(_train_outputs())
+    state = fitted.state_dict()
+    del state["scaler"]  # the format before joint_scale existed: the raw joint vector
+    old = CROSRScorer().load_state_dict(state)
+    assert old.scaler.shift is None
+    _check(old, _test_outputs())

@@ -90,7 +90,7 @@ class _OvRScoreBase(Scorer):
     def graph(self) -> torch.nn.Module:
         from osrkit.scores.graph import OvRGraph
 
-        return OvRGraph(self.kind, self.temperature, getattr(self, "margin", 0.0), getattr(self, "margin_on", "all"))
+        return OvRGraph(self.kind, self.temperature)
 
     def state_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "temperature": self.temperature}
@@ -129,6 +129,11 @@ class MOvRScore(_OvRScoreBase):
 
     def _margin(self, z: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
         return margin_logits(z, pred, self.margin, self.margin_on)
+
+    def graph(self) -> torch.nn.Module:
+        from osrkit.scores.graph import OvRGraph
+
+        return OvRGraph(self.kind, self.temperature, self.margin, self.margin_on)
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "margin": self.margin, "margin_on": self.margin_on}
