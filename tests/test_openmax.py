@@ -228,3 +228,40 @@ def test_float32_and_probabilities_sum_to_one(cases):
     assert probs.dtype == torch.float32 and probs.shape == (25, 11)
     np.testing.assert_allclose(probs.sum(1).numpy(), 1.0, atol=1e-6)
     np.testing.assert_allclose(probs.numpy(), case["probabilities"], atol=1e-4)
+
+
+def test_alpha_one_and_tied_logits_rank_weights():
+    from osrkit.scores.openmax import rank_weights
+
+    # alpha = 1 is the smallest valid alpha: only the top class is recalibrated
+    assert OpenMax(alpha=1).alpha == 1
+    with pytest.raises(ValueError, match=r"alpha must be >= 1 or None \(= number of classes\), got 0"):
+        OpenMax(alpha=0)
+    # ties keep the column order (stable): of two equal top logits, the first gets rank 1
+    w = rank_weights(torch.tensor([[2.0, 5.0, 5.0, 1.0]], dtype=f64), alpha=2)
+    assert w.tolist() == [[0.0, 1.0, 0.5, 0.0]]
+    w3 = rank_weights(torch.tensor([[3.0, 3.0, 3.0], [1.0, 2.0, 3.0]], dtype=f64), alpha=3)
+    assert w3.tolist() == [[1.0, 2 / 3, 1 / 3], [1 / 3, 2 / 3, 1.0]]
+
+
+def test_loaded_state_is_float64_and_checked(cases):
+    om = _fit_case(cases[1])
+    state = om.state_dict()
+    f32 = {**state, **{k: state[k].float() for k in ("mean_vectors", "weibull_shape", "weibull_scale",
+                                                     "weibull_small_score")}}
+    loaded = OpenMax().load_state_dict(f32)
+    assert loaded.mean_vectors.dtype == torch.float64 and loaded.weibull.shape.dtype == np.float64
+    assert loaded.fit_method == om.fit_method and loaded.score_kind == om.score_kind
+    with pytest.raises(ValueError, match="unsupported Weibull translate amount 2.0"):
+        OpenMax().load_state_dict({**state, "weibull_translate_amount": 2.0})
+
+
+def test_feature_inputs_are_checked_with_names():
+    logits = torch.tensor([[3.0, 0.0], [2.5, 0.1], [2.0, 0.2], [0.0, 3.0], [0.1, 2.5], [0.2, 2.2]], dtype=f64)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    with pytest.raises(ValueError, match=r"^features must be \(N, D\) with N = 6, got shape \(5, 2\)"):
+        OpenMax(tailsize=2).fit(logits, labels, features=logits[:5])
+    with pytest.raises(ValueError, match=r"^features must be \(N, D\) with N = 6, got shape \(6,\)"):
+        OpenMax(tailsize=2).fit(logits, labels, features=logits[:, 0])
+    with pytest.raises(ValueError, match="^features contain NaN or infinite values"):
+        OpenMax(tailsize=2).fit(logits, labels, features=torch.full((6, 2), float("inf"), dtype=f64))
