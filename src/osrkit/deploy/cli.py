@@ -96,7 +96,7 @@ def cmd_export(args) -> int:
 def cmd_report(args) -> int:
     from osrkit.analysis.report import checkpoint_report, db_report
 
-    from osrkit.cli import refuse_overwrite
+    from osrkit.cli import _csv, refuse_overwrite
 
     out = Path(args.out)
     if out.suffix.lower() not in (".html", ".htm"):
@@ -125,10 +125,6 @@ def cmd_report(args) -> int:
     atomic_write_text(out, page)
     console.print(f"wrote {out} ({len(page) / 1e3:.0f} kB, self-contained)", highlight=False, soft_wrap=True)
     return 0
-
-
-def _csv(s: str | None) -> list[str] | None:
-    return None if s is None else [p.strip() for p in s.split(",") if p.strip()]
 
 
 def _threshold_args(p: argparse.ArgumentParser) -> None:
