@@ -29,7 +29,7 @@ from _common import RESULTS, header, write  # noqa: E402
 from osrkit.analysis.study import jacobian_study  # noqa: E402
 from osrkit.data.tasks import make_task  # noqa: E402
 from osrkit.engine.pipeline import evaluate, fit_method, load_trained  # noqa: E402
-from osrkit.results.grid import checkpoint_name, plan_grid  # noqa: E402
+from osrkit.results.grid import plan_grid  # noqa: E402
 from osrkit.methods import default_config  # noqa: E402
 
 
@@ -69,7 +69,7 @@ def main() -> None:
             if args.from_bench:  # the very networks an `osrkit bench` grid trained (same recipe and naming)
                 spec = plan_grid([method], ["mnist"], [split], [0], epochs=args.epochs,
                                  config={"model": args.model})[0]
-                ckpt = Path(args.from_bench) / checkpoint_name(spec)
+                ckpt = Path(args.from_bench) / spec.checkpoint_name(task)
                 if not ckpt.exists():
                     raise SystemExit(f"{ckpt} not found: run the bench grid first (or drop --from-bench)")
             else:

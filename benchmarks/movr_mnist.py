@@ -27,7 +27,7 @@ from _common import RESULTS, header, write  # noqa: E402
 
 from osrkit.data.tasks import make_task  # noqa: E402
 from osrkit.engine.pipeline import evaluate_readings, load_trained  # noqa: E402
-from osrkit.results.grid import checkpoint_name, grid_kwargs, plan_grid, run_grid  # noqa: E402
+from osrkit.results.grid import GridConfig, grid_kwargs, plan_grid, run_grid  # noqa: E402
 from osrkit.scores.ovr import MOVR_SCORE_KINDS  # noqa: E402
 
 READINGS = {"softmax": {"msp": ("softmax", {}), "mls": ("mls", {}), "energy": ("energy", {})},
@@ -87,7 +87,7 @@ def main() -> None:
         return
     kw = grid_kwargs({}, args.config)
     kw.setdefault("data_root", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-    run_grid(**kw)
+    run_grid(GridConfig.from_mapping(kw))
     ckdir = Path(kw.get("checkpoint_dir") or Path(kw["db"]).with_name(f"{Path(kw['db']).stem}-checkpoints"))
     splits = kw["splits"]
     rows: dict = {net: {} for net in READINGS}
@@ -95,7 +95,7 @@ def main() -> None:
         task = make_task("mnist", split=split, family="neal", data_root=kw["data_root"])
         for net in READINGS:
             spec = plan_grid([net], ["mnist"], [split], [0], epochs=kw.get("epochs"), config=kw.get("config"))[0]
-            rows[net][str(split)] = rescore(ckdir / checkpoint_name(spec), task, READINGS[net])
+            rows[net][str(split)] = rescore(ckdir / spec.checkpoint_name(task), task, READINGS[net])
             print(split, net, {k: round(v["auroc"], 4) for k, v in rows[net][str(split)].items()}, flush=True)
     movr_spec = plan_grid(["movr"], ["mnist"], [0], [0], epochs=kw.get("epochs"), config=kw.get("config"))[0]
     mp = movr_spec.config["method_params"]

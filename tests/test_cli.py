@@ -104,22 +104,6 @@ def test_run_with_other_scorer_parameters_reuses_the_trained_network(tmp_path):
     assert a["auroc"] != b["auroc"]  # the scorer was refit with the new tail size
 
 
-def test_checkpoint_name_shares_the_network_across_scorer_parameters():
-    from osrkit.cli import checkpoint_name
-    from osrkit.data.tasks import make_task
-    from osrkit.methods import default_config
-
-    task = make_task("digits", 0)
-    cfg = default_config("openmax", "digits")
-    tail5 = cfg.replace(method_params={**cfg.method_params, "tailsize": 5})
-    smooth = cfg.replace(method_params={**cfg.method_params, "label_smoothing": 0.1})
-    assert checkpoint_name("openmax", task, tail5) == checkpoint_name("openmax", task, cfg)
-    assert checkpoint_name("openmax", task, smooth) != checkpoint_name("openmax", task, cfg)  # a loss parameter
-    # at the defaults both namings agree (old checkpoints keep their names); `osrkit train` keeps files apart
-    assert checkpoint_name("openmax", task, cfg, share_network=False) == checkpoint_name("openmax", task, cfg)
-    assert checkpoint_name("openmax", task, tail5, share_network=False) != checkpoint_name("openmax", task, cfg)
-
-
 def test_param_values_take_the_parameters_types(tmp_path, capsys):
     from osrkit.methods import get_method
 

@@ -185,14 +185,15 @@ def test_heartbeat_thread_keeps_a_claim_alive_through_a_long_epoch(tmp_path):
 
 
 def test_a_corrupt_checkpoint_in_the_grid_is_moved_aside_and_its_run_restarts(tmp_path, capsys):
-    from osrkit.results.grid import checkpoint_name, plan_grid
+    from osrkit.data.tasks import make_task
+    from osrkit.results.grid import plan_grid
     from osrkit.results.store import ResultsStore
 
     db = tmp_path / "g.db"
     ckdir = tmp_path / "cks"
     specs = plan_grid(["softmax"], ["digits"], [0, 1], [0], "neal", 2, None, "cpu")
     ckdir.mkdir()
-    bad = ckdir / checkpoint_name(specs[1])
+    bad = ckdir / specs[1].checkpoint_name(make_task("digits", 1))
     bad.write_bytes(b"PK\x03\x04 truncated zip")
     assert main(["bench", "--methods", "softmax", "--tasks", "digits", "--splits", "0,1", "--epochs", "2",
                  "--db", str(db), "--checkpoint-dir", str(ckdir), "--no-progress"]) == 0

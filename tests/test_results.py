@@ -22,7 +22,7 @@ import osrkit
 from osrkit.engine import pipeline
 from osrkit.results import tables
 from osrkit.results.cli import add_bench_parser, add_table_parser
-from osrkit.results.grid import checkpoint_name, load_grid_file, plan_grid, run_grid
+from osrkit.results.grid import GridConfig, load_grid_file, plan_grid, run_grid
 from osrkit.results.store import ResultsStore, RunRecord, config_hash, git_commit, run_key
 
 SRC = str(Path(osrkit.__file__).resolve().parents[1])
@@ -168,29 +168,33 @@ def test_rerun_skips_stored_runs_and_shares_training(tmp_path, calls):
     buf = io.StringIO()
     kw = dict(methods=["softmax", "mls"], tasks=["digits"], splits=[0, 1], seeds=[0], epochs=1,
               db=tmp_path / "r.db", checkpoint_dir=tmp_path / "ck")
-    first = run_grid(**kw, progress=True, console=Console(file=buf, width=120))
+    epochs_trained = []
+    first = run_grid(GridConfig(**kw), progress=True, console=Console(file=buf, width=120),
+                     on_epoch=lambda e, rec: epochs_trained.append(e))
     assert len(first.trained) == 4 and not first.skipped
-    assert len(calls["fit"]) == 2  # softmax and mls train the identical network: trained once per split
-    assert len(calls["evaluate"]) == 4
+    assert epochs_trained == [0, 0]  # softmax and mls train the identical network: trained once per split
+    assert len(list((tmp_path / "ck").glob("*.pt"))) == 2 and len(calls["evaluate"]) == 4
     assert "4/4 runs" in buf.getvalue() and "AUROC" in buf.getvalue()
     rows = ResultsStore(tmp_path / "r.db").rows()
     assert len(rows) == 4 and {r["method"] for r in rows} == {"softmax", "mls"}
     mls0 = next(r for r in rows if r["method"] == "mls" and r["split"] == 0)
-    assert mls0["extra"]["shared_training_with"].startswith("softmax|digits|neal|0|0|")
+    assert mls0["extra"]["shared_training_with"] == "softmax"
+    assert mls0["extra"]["checkpoint"] == next(r for r in rows if r["method"] == "softmax" and r["split"] == 0)["extra"]["checkpoint"]
     assert all(r["train_images_per_second"] > 0 and r["wall_seconds"] > 0 for r in rows)
 
-    second = run_grid(**kw, progress=False)
+    second = run_grid(GridConfig(**kw), progress=False)
     assert len(second.skipped) == 4 and not second.trained
-    assert len(calls["fit"]) == 2 and len(calls["evaluate"]) == 4  # nothing trained or evaluated again
+    assert len(calls["fit"]) == 4 and len(calls["evaluate"]) == 4  # nothing trained or evaluated again
     assert ResultsStore(tmp_path / "r.db").count() == 4
 
-    third = run_grid(**{**kw, "splits": [0], "epochs": 2}, progress=False, share_training=False)
-    assert len(third.trained) == 2 and len(calls["fit"]) == 4  # another config is another key
+    third = run_grid(GridConfig(**{**kw, "splits": [0], "epochs": 2}, share_training=False), progress=False,
+                     on_epoch=lambda e, rec: epochs_trained.append(e))
+    assert len(third.trained) == 2 and epochs_trained == [0, 0, 0, 1, 0, 1]  # another config; each its own network
 
 
 def test_device_string_reaches_training_evaluation_and_row(tmp_path, calls):
-    run_grid(["softmax"], ["digits"], [0], [0], epochs=1, db=tmp_path / "r.db", device="cpu:0",
-             checkpoint_dir=tmp_path / "ck", progress=False)
+    run_grid(GridConfig(["softmax"], ["digits"], [0], [0], epochs=1, db=tmp_path / "r.db", device="cpu:0",
+                        checkpoint_dir=tmp_path / "ck"), progress=False)
     assert calls["fit"] == ["cpu:0"] and calls["evaluate"] == ["cpu:0"]
     (row,) = ResultsStore(tmp_path / "r.db").rows()
     assert row["device"] == "cpu:0"
@@ -218,14 +222,14 @@ def test_cuda_without_gpu_is_a_clear_error_before_training(tmp_path, calls):
 def test_bad_grid_fails_before_any_training(tmp_path, calls, kw, msg):
     args = {"methods": ["softmax"], "tasks": ["digits"], "splits": [0], "seeds": [0], "epochs": 1, **kw}
     with pytest.raises(ValueError, match=msg):
-        run_grid(**args, db=tmp_path / "r.db", progress=False)
+        run_grid(GridConfig(**args, db=tmp_path / "r.db"), progress=False)
     assert calls["fit"] == []
 
 
 def test_missing_data_fails_before_any_training(tmp_path, calls):
     with pytest.raises(FileNotFoundError, match="svhn"):
-        run_grid(["softmax"], ["digits", "svhn"], [0], [0], epochs=1, db=tmp_path / "r.db",
-                 data_root=tmp_path / "empty", progress=False)
+        run_grid(GridConfig(["softmax"], ["digits", "svhn"], [0], [0], epochs=1, db=tmp_path / "r.db",
+                            data_root=tmp_path / "empty"), progress=False)
     assert calls["fit"] == []
 
 
@@ -258,9 +262,9 @@ KILLED = textwrap.dedent("""
     sys.path.insert(0, {src!r})
     import torch
     torch.set_num_threads(1)
-    from osrkit.results.grid import run_grid
-    run_grid(["softmax"], ["digits"], [0], [0], epochs={epochs}, db={db!r}, checkpoint_dir={ck!r}, progress=False,
-             on_epoch=lambda epoch, rec: time.sleep(30))  # holds after each epoch's checkpoint until killed
+    from osrkit.results.grid import GridConfig, run_grid
+    run_grid(GridConfig(["softmax"], ["digits"], [0], [0], epochs={epochs}, db={db!r}, checkpoint_dir={ck!r}),
+             progress=False, on_epoch=lambda epoch, rec: time.sleep(30))  # holds after each epoch's checkpoint
 """)
 
 
@@ -285,16 +289,19 @@ def test_resume_after_killed_run(tmp_path, calls):
     assert load_checkpoint(ckpt)["train_state"]["epoch"] == 0
 
     epochs_here = []
-    res = run_grid(["softmax"], ["digits"], [0], [0], epochs=epochs, db=db, checkpoint_dir=ck, progress=False,
-                   on_epoch=lambda e, rec: epochs_here.append(e))
+    res = run_grid(GridConfig(["softmax"], ["digits"], [0], [0], epochs=epochs, db=db, checkpoint_dir=ck),
+                   progress=False, on_epoch=lambda e, rec: epochs_here.append(e))
     assert len(res.trained) == 1 and calls["fit"] == ["cpu"]
     (row,) = ResultsStore(db).rows()
     assert row["extra"]["resumed_from_epoch"] == 1 and epochs_here == list(range(1, epochs))
     assert [h["epoch"] for h in row["history"]] == list(range(epochs))  # the history covers every epoch
-    assert ckpt.name == checkpoint_name(plan_grid(["softmax"], ["digits"], [0], [0], epochs=epochs)[0])
+    from osrkit.data.tasks import make_task
 
-    fresh = run_grid(["softmax"], ["digits"], [0], [0], epochs=epochs, db=tmp_path / "fresh.db",
-                     checkpoint_dir=tmp_path / "ck2", progress=False)
+    spec = plan_grid(["softmax"], ["digits"], [0], [0], epochs=epochs)[0]
+    assert ckpt.name == spec.checkpoint_name(make_task("digits", 0))
+
+    fresh = run_grid(GridConfig(["softmax"], ["digits"], [0], [0], epochs=epochs, db=tmp_path / "fresh.db",
+                                checkpoint_dir=tmp_path / "ck2"), progress=False)
     assert fresh.trained == res.trained  # same key
     (ref,) = ResultsStore(tmp_path / "fresh.db").rows()
     assert row["metrics"]["auroc"] == pytest.approx(ref["metrics"]["auroc"], abs=1e-12)  # resume is exact on CPU

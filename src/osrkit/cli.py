@@ -183,7 +183,7 @@ def cmd_train(args) -> int:
     cfg = build_config(args, args.method, args.task)
     task = _make_task(args, args.split, seed=cfg.seed)
     console.print(task.summary())
-    out = args.out or f"runs/{checkpoint_name(args.method, task, cfg, share_network=False)}"
+    out = args.out or f"runs/{_checkpoint_name(args.method, task, cfg, args.device, share_network=False)}"
     refuse_overwrite(args, out, resumable=True)
     trained = fit_method(args.method, task, cfg, checkpoint=out, resume=args.resume, device=args.device,
                          progress=not args.no_progress, tpr=args.tpr, f1_reject=args.f1_reject)
@@ -208,16 +208,11 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def checkpoint_name(method: str, task, cfg: TrainConfig, share_network: bool = True) -> str:
-    """A checkpoint file name unique to method, task (its classes) and config. With share_network, scorer-only
-    parameters count at their defaults, so `run --out-dir` refits the scorer on the network already there;
-    without it (`osrkit train`'s default path) every parameter counts and no other checkpoint is overwritten."""
-    from osrkit.methods import training_config
-    from osrkit.results.store import config_hash
+def _checkpoint_name(method: str, task, cfg: TrainConfig, device: str | None, share_network: bool = True) -> str:
+    """The run identity's file name (`osrkit.engine.identity.checkpoint_name`), for the config as it will run."""
+    from osrkit.engine.identity import checkpoint_name
 
-    d = training_config(cfg.to_dict(), method) if share_network else cfg.to_dict()
-    h = config_hash({**d, "task": task.spec})
-    return f"{method}-{task.name.replace('/', '-').replace('+', 'plus')}-seed{cfg.seed}-{h}.pt"
+    return checkpoint_name(method, task.name, cfg.resolved(device or "cpu").to_dict(), task.spec, share_network)
 
 
 def summarize(rows: list[dict], metrics: Sequence[str] = TABLE_METRICS) -> list[dict]:
@@ -249,7 +244,7 @@ def run_provenance(args, configs: dict[str, TrainConfig]) -> dict[str, Any]:
     import datetime as dt
     import shlex
 
-    from osrkit.results.grid import _machine
+    from osrkit.results.runner import machine_info as _machine
     from osrkit.results.store import git_commit
 
     return {"command": shlex.join(["osrkit", *getattr(args, "argv", sys.argv[1:])]), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -287,7 +282,7 @@ def cmd_run(args) -> int:
         for split in splits:
             t0 = time.perf_counter()
             task = _make_task(args, split, seed=cfg.seed)
-            ckpt = Path(args.out_dir) / checkpoint_name(method, task, cfg) if args.out_dir else None
+            ckpt = Path(args.out_dir) / _checkpoint_name(method, task, cfg, args.device) if args.out_dir else None
             console.print(f"[bold]{method}[/bold] on {task.summary()}")
             trained = fit_method(method, task, cfg, checkpoint=ckpt, resume=ckpt is not None, device=args.device,
                                  progress=not args.no_progress, tpr=args.tpr, f1_reject=args.f1_reject)
@@ -415,12 +410,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from osrkit.deploy.cli import add_deploy_parsers
     from osrkit.importers.cac import add_import_cac_parser
-    from osrkit.results.cli import add_bench_parser, add_table_parser
+    from osrkit.results.cli import add_bench_parser, add_db_parser, add_table_parser
 
     add_deploy_parsers(sub)
     add_import_cac_parser(sub)
     add_bench_parser(sub)
     add_table_parser(sub)
+    add_db_parser(sub)
     return p
 
 

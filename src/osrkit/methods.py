@@ -11,7 +11,7 @@ from typing import Any, Callable
 import torch
 
 from osrkit.engine.config import TrainConfig
-from osrkit.engine.train import LossStep, default_loss_step
+from osrkit.losses.step import LossStep, default_loss_step
 from osrkit.losses import CACLoss, CrossEntropyLoss
 from osrkit.losses.ovr import MOvRLoss, OvRLoss
 from osrkit.losses.rotation import RotationAuxiliaryLoss, full_output_step

@@ -105,11 +105,11 @@ def cmd_report(args) -> int:
     if (args.checkpoint is None) == (args.db is None):
         raise ValueError("give a CHECKPOINT, or --db RESULTS for a comparison of methods (not both)")
     if args.db is not None:
-        from osrkit.results.store import ResultsStore
+        from osrkit.results.store import open_store
 
         if not Path(args.db).exists():
             raise FileNotFoundError(f"results database {args.db} does not exist")
-        rows = ResultsStore(args.db, create=False).rows(method=_csv(args.methods), task=_csv(args.tasks))
+        rows = open_store(args.db, create=False).rows(method=_csv(args.methods), task=_csv(args.tasks))
         if not rows:
             raise ValueError(f"no stored runs in {args.db} match (methods={args.methods}, tasks={args.tasks})")
         page = db_report(rows, f"osrkit results: {args.db}")

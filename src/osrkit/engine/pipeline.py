@@ -102,8 +102,8 @@ def fit_method(method: str, task: OpenSetTask, cfg: TrainConfig, checkpoint: str
     meta["diverged"] = result.get("diverged")  # None, or why the run looks diverged (a warning was shown)
     meta["train_seconds"] = sum(h["train_seconds"] for h in result["history"])
     meta["fit_seconds"] = time.perf_counter() - t0
-    if checkpoint is not None:
-        state = load_checkpoint(checkpoint) if Path(checkpoint).exists() else {}
+    state = load_checkpoint(checkpoint) if checkpoint is not None and Path(checkpoint).exists() else {}
+    if checkpoint is not None and state.get("method", method) == method:  # a shared network's file stays its trainer's
         save_checkpoint(checkpoint, {**state, **meta, "model": model.state_dict(), "loss": loss_fn.state_dict(),
                                      "scorer": scorer.state_dict()})
     return Trained(model, scorer, meta, result["history"])

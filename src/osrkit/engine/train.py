@@ -16,13 +16,8 @@ from osrkit.data.transforms import make_augment, normalize
 from osrkit.engine.checkpoint import load_checkpoint, save_checkpoint
 from osrkit.engine.config import TrainConfig
 from osrkit.engine.precision import apply_memory_format, autocast, outputs_fp32, to_memory_format
-from osrkit.models.output import ModelOutput
-
-LossStep = Callable[[torch.nn.Module, ModelOutput, torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def default_loss_step(loss_fn: torch.nn.Module, out: ModelOutput, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return loss_fn(out.logits, y)
+from osrkit.engine.identity import same_network
+from osrkit.losses.step import LossStep, default_loss_step  # noqa: F401 (re-exported: the engine's step types)
 
 
 _NO_DECAY_TYPES = (torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm, torch.nn.LayerNorm)
@@ -97,22 +92,12 @@ def _validate(model, loss_fn, loss_step, task: OpenSetTask, cfg: TrainConfig, de
 _SELECT_KEY = {"best-val-loss": "val_loss", "best-val-anchor-loss": "val_anchor"}
 
 
-def same_config(saved: dict | None, current: dict, method: str | None = None) -> bool:
-    """Whether a checkpoint's config matches for training: scorer-only method parameters are ignored (the
-    scorer is refit anyway), and a method parameter added since the checkpoint was written counts as
-    matching when the current run uses that parameter's default (so old checkpoints stay resumable)."""
-    if saved is None:
-        return False
-    saved = TrainConfig.from_dict(saved).to_dict()  # a pre-precision config reads as fp32 (what it ran)
-    if method is not None and "method_params" in saved:
-        from osrkit.methods import METHODS, training_config  # lazy: methods imports the engine
-
-        defaults = METHODS[method].params if method in METHODS else {}
-        filled = {k: v for k, v in defaults.items() if k in current.get("method_params", {})
-                  and current["method_params"][k] == v}
-        saved = {**saved, "method_params": {**filled, **saved["method_params"]}}
-        return training_config(saved, method) == training_config(current, method)
-    return saved == current
+def same_config(saved: dict | None, current: dict, method: str | None = None,
+                saved_method: str | None = None) -> bool:
+    """Whether a checkpoint's config may be resumed or reused by `method` with `current`: the same network
+    (`osrkit.engine.identity.same_network`): scorer-only parameters are ignored (the scorer is refit anyway),
+    and a field or method parameter added since the checkpoint reads at its default."""
+    return same_network(saved, saved_method or method, current, method)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -185,7 +170,7 @@ def train(model: torch.nn.Module, loss_fn: torch.nn.Module, task: OpenSetTask, c
         ts = state.get("train_state")
         if ts is None:
             raise ValueError(f"{checkpoint} holds no training state to resume from")
-        if not same_config(state.get("config"), cfg.to_dict(), (meta or {}).get("method")):
+        if not same_config(state.get("config"), cfg.to_dict(), (meta or {}).get("method"), state.get("method")):
             raise ValueError(f"{checkpoint} was written with a different config; resume needs the same settings "
                              "(or delete the checkpoint to start over)")
         if meta is not None and "task" in meta and state.get("task") != meta["task"]:

@@ -1,4 +1,7 @@
-"""SQLite results store: one row per (method, task, family, split, seed, config) run.
+"""Results stores: one row per (method, task, family, split, seed, config) run, in SQLite or PostgreSQL.
+
+`open_store(db)` returns the back end for a file path (`ResultsStore`, SQLite) or a `postgresql://` URL
+(`osrkit.results.postgres.PostgresStore`); both have the same schema, keys, methods and semantics.
 
 Why SQLite: a benchmark grid may run for days, in several processes, and be interrupted; rows must
 survive crashes, never be duplicated, and be queryable for tables. Every write is a short
@@ -25,11 +28,12 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import osrkit
 
 SCHEMA_VERSION = 1
+DEFAULT_DB = "osrkit-results.db"
 BUSY_TIMEOUT_S = 60.0
 HEARTBEAT_S = 30.0  # a running claim's heartbeat, from a thread, whatever an epoch lasts
 CLAIM_LIFETIME_S = 10 * HEARTBEAT_S  # silent this long (ten missed beats): the claim is taken over
@@ -191,7 +195,7 @@ class RunRecord:
 
 
 class ResultsStore:
-    """A results database file. Opens a short-lived connection per operation (safe across fork)."""
+    """A SQLite results database file. Opens a short-lived connection per operation (safe across fork)."""
 
     def __init__(self, path: str | os.PathLike, busy_timeout: float = BUSY_TIMEOUT_S, create: bool = True):
         self.path = Path(path)
@@ -201,6 +205,13 @@ class ResultsStore:
             raise FileNotFoundError(f"results database {self.path} does not exist (run `osrkit bench --db {self.path}` first)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._init_schema()
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def default_checkpoint_dir(self) -> Path:
+        """Where a grid on this store keeps its checkpoints unless told: `<db stem>-checkpoints/` beside it."""
+        return self.path.parent / f"{self.path.stem}-checkpoints"
 
     # -- connections and transactions -------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -338,23 +349,25 @@ class ResultsStore:
 
 
 class Heartbeat:
-    """A daemon thread beating a claim every `interval` seconds while the run trains (epochs may take hours);
-    a failed beat (a locked or vanished database) is retried at the next beat, never raised into training."""
+    """A daemon thread beating claims every `interval` seconds while runs train (epochs may take hours); a failed
+    beat (a locked or unreachable database) is retried at the next beat, never raised into training."""
 
-    def __init__(self, store: ResultsStore, key: str, interval: float = HEARTBEAT_S) -> None:
+    def __init__(self, store, keys: str | Iterable[str], interval: float = HEARTBEAT_S) -> None:
         import threading
 
-        self.store, self.key, self.interval = store, key, float(interval)
+        self.store, self.interval = store, float(interval)
+        self.keys = [keys] if isinstance(keys, str) else list(keys)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"osrkit-heartbeat-{key[:8]}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="osrkit-heartbeat", daemon=True)
         self.beats = 0
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                self.store.heartbeat(self.key)
+                for key in list(self.keys):
+                    self.store.heartbeat(key)
                 self.beats += 1
-            except sqlite3.Error:
+            except Exception:  # sqlite3.Error, psycopg.Error: the next beat tries again
                 pass
 
     def __enter__(self) -> "Heartbeat":
@@ -364,6 +377,32 @@ class Heartbeat:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+
+
+def open_store(db: Any, create: bool = True, busy_timeout: float = BUSY_TIMEOUT_S):
+    """The results store for `db`: an open store as is, a `postgresql://` (or `postgres://`) URL →
+    PostgresStore, anything else → a SQLite file (`ResultsStore`)."""
+    if hasattr(db, "add") and hasattr(db, "claim"):
+        return db
+    text = str(db)
+    if text.startswith(("postgresql://", "postgres://")):
+        from osrkit.results.postgres import PostgresStore
+
+        return PostgresStore(text, create=create, busy_timeout=busy_timeout)
+    return ResultsStore(text, busy_timeout=busy_timeout, create=create)
+
+
+def copy_rows(src, dst) -> tuple[int, int]:
+    """Copy every run of store `src` into store `dst` as it is (key, times, commit); keys `dst` holds already
+    are left alone. Returns (copied, skipped)."""
+    copied = skipped = 0
+    for row in src.rows():
+        row = {k: v for k, v in row.items() if k != "id"}
+        if dst.add(RunRecord(**row)):
+            copied += 1
+        else:
+            skipped += 1
+    return copied, skipped
 
 
 def _pid_alive(pid: int) -> bool:
@@ -376,7 +415,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _claim_is_stale(c: sqlite3.Row, stale_after: float) -> bool:
+def _claim_is_stale(c: Mapping[str, Any], stale_after: float) -> bool:
     """A claim is stale when silent too long, or when its owner on this host has exited."""
     if time.time() - float(c["heartbeat"]) > stale_after:
         return True
