@@ -245,3 +245,19 @@ def folder_split_root(tmp_path) -> SimpleNamespace:
 def folder_flat_root(tmp_path) -> SimpleNamespace:
     """ImageFolder tree without train/test subfolders: 10 PNGs in each of bird, cat, dog, fish."""
     return write_image_folder(tmp_path / "folder_flat", with_split=False)
+
+
+# -- real servers, started by the tests that need them -----------------------------------------------------
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL server on loopback for the whole session (as the `postgres` user when root)."""
+    from osrkit.results.pg_server import LocalPostgres
+
+    with LocalPostgres() as pg:
+        yield pg
+
+
+@pytest.fixture
+def pg_url(postgres_server) -> str:
+    """A fresh, empty database on the session's server."""
+    return postgres_server.new_database()

@@ -177,20 +177,50 @@ def cmd_datasets(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from osrkit.engine import distributed
     from osrkit.engine.pipeline import evaluate, fit_method
 
+    rank, world = distributed.rank_and_world()
+    if args.nproc and args.nproc > 1 and world == 1:  # launch torchrun with this very command on N ranks
+        argv = list(getattr(args, "argv", sys.argv[1:]))
+        return distributed.launch(args.nproc, _without_option(argv, "--nproc"))
     _setup(args)
-    cfg = build_config(args, args.method, args.task)
-    task = _make_task(args, args.split, seed=cfg.seed)
-    console.print(task.summary())
-    out = args.out or f"runs/{_checkpoint_name(args.method, task, cfg, args.device, share_network=False)}"
-    refuse_overwrite(args, out, resumable=True)
-    trained = fit_method(args.method, task, cfg, checkpoint=out, resume=args.resume, device=args.device,
-                         progress=not args.no_progress, tpr=args.tpr, f1_reject=args.f1_reject)
-    res = evaluate(trained, task, device=args.device)
-    console.print(f"checkpoint: {out}")
-    console.print({k: round(v, 4) for k, v in res.items() if isinstance(v, float)})
-    return 0
+    device = distributed.setup(args.device)
+    try:
+        cfg = build_config(args, args.method, args.task)
+        task = _make_task(args, args.split, seed=cfg.seed)
+        if rank == 0:
+            console.print(task.summary() + (f" ({world} DDP ranks)" if world > 1 else ""))
+        out = args.out or f"runs/{_checkpoint_name(args.method, task, cfg, device, share_network=False)}"
+        refuse_overwrite(args, out, resumable=True)
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()  # every rank has checked --out before rank 0 writes it
+        trained = fit_method(args.method, task, cfg, checkpoint=out, resume=args.resume, device=device,
+                             progress=not args.no_progress, tpr=args.tpr, f1_reject=args.f1_reject,
+                             sync_bn=args.sync_bn)
+        if rank != 0:
+            return 0
+        res = evaluate(trained, task, device=device)
+        console.print(f"checkpoint: {out}")
+        console.print({k: round(v, 4) for k, v in res.items() if isinstance(v, float)})
+        return 0
+    finally:
+        distributed.teardown()
+
+
+def _without_option(argv: list[str], name: str) -> list[str]:
+    """argv without `name VALUE` / `name=VALUE`."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == name:
+            skip = True
+        elif not a.startswith(name + "="):
+            out.append(a)
+    return out
 
 
 def cmd_eval(args) -> int:
@@ -360,6 +390,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="checkpoint path (default runs/<method>-<task>-seed<seed>-<hash>.pt)")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run from --out")
     t.add_argument("--force", action="store_true", help="train over an existing --out checkpoint")
+    t.add_argument("--nproc", type=int, help="train with DDP on N local processes (launches torchrun; gloo on CPU, "
+                                             "nccl on CUDA); `torchrun --nproc-per-node N -m osrkit train ...` too")
+    t.add_argument("--sync-bn", action="store_true", help="DDP: BatchNorm statistics over all ranks (CUDA only); "
+                                                          "default: per rank")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="scores and every metric for a checkpoint (JSON)")

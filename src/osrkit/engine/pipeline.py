@@ -11,6 +11,7 @@ import torch
 
 from osrkit import metrics as M
 from osrkit.data.tasks import OpenSetTask, make_task
+from osrkit.engine import distributed
 from osrkit.engine.calibration import DEFAULT_TPR, F1_REJECT_FRACTION, calibration_entries, check_tpr
 from osrkit.engine.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 from osrkit.engine.config import TrainConfig
@@ -62,13 +63,15 @@ def fit_scorer(scorer: Scorer, model: torch.nn.Module, task: OpenSetTask, cfg: T
 
 def fit_method(method: str, task: OpenSetTask, cfg: TrainConfig, checkpoint: str | Path | None = None,
                resume: bool = False, device: str = "cpu", progress: bool = True, on_epoch=None,
-               on_model_epoch=None, tpr: float = DEFAULT_TPR, f1_reject: float = F1_REJECT_FRACTION) -> Trained:
+               on_model_epoch=None, tpr: float = DEFAULT_TPR, f1_reject: float = F1_REJECT_FRACTION,
+               sync_bn: bool = False) -> Trained:
     """Train `method` on `task`, fit its scorer on the training outputs, save the final checkpoint.
 
     on_epoch(epoch, record) runs after each epoch's checkpoint; on_model_epoch(epoch, record, model)
     also gets the network (epoch -1, record None: before the first epoch of a fresh run).
     The checkpoint stores the operating point keeping `tpr` of the validation knowns and the F1 threshold
-    rejecting `f1_reject` of them (see `osrkit.engine.calibration`).
+    rejecting `f1_reject` of them (see `osrkit.engine.calibration`). Under torchrun every rank trains (DDP);
+    rank 0 alone fits the scorer and writes the checkpoint, the other ranks get a Trained without a scorer.
     """
     check_tpr(tpr)  # before training: a bad operating point must not cost a run
     if not 0.0 <= f1_reject < 1.0:
@@ -84,6 +87,9 @@ def fit_method(method: str, task: OpenSetTask, cfg: TrainConfig, checkpoint: str
     if hasattr(loss_fn, "bind"):  # losses with their own heads on the model's outputs (rotation)
         loss_fn.bind(model, task.in_channels, task.image_size)
     meta = _meta(method, task, cfg)
+    rank, world = distributed.rank_and_world()
+    if world > 1:
+        meta["distributed"] = {"world_size": world, "sync_bn": sync_bn, "backend": "nccl" if device.startswith("cuda") else "gloo"}
     t0 = time.perf_counter()
     hook = on_epoch
     if on_model_epoch is not None:
@@ -95,7 +101,9 @@ def fit_method(method: str, task: OpenSetTask, cfg: TrainConfig, checkpoint: str
                 on_epoch(epoch, rec)
             on_model_epoch(epoch, rec, model)
     result = train(model, loss_fn, task, cfg, checkpoint=checkpoint, resume=resume, device=device,
-                   loss_step=m.loss_step, meta=meta, progress=progress, on_epoch=hook)
+                   loss_step=m.loss_step, meta=meta, progress=progress, on_epoch=hook, sync_bn=sync_bn)
+    if rank != 0:
+        return Trained(model, None, meta, result["history"])
     scorer = m.make_scorer(task.num_classes, params)
     fit_scorer(scorer, model, task, cfg, device)
     meta.update(calibration_entries(val_known_scores(model, scorer, task, cfg, device), tpr, f1_reject))

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from osrkit.data.tasks import OpenSetTask
 from osrkit.data.transforms import make_augment, normalize
+from osrkit.engine import distributed
 from osrkit.engine.checkpoint import load_checkpoint, save_checkpoint
 from osrkit.engine.config import TrainConfig
 from osrkit.engine.precision import apply_memory_format, autocast, outputs_fp32, to_memory_format
@@ -137,24 +138,32 @@ def _restore_cuda_rng(state: list[torch.Tensor] | None) -> None:
 def train(model: torch.nn.Module, loss_fn: torch.nn.Module, task: OpenSetTask, cfg: TrainConfig,
           checkpoint: str | Path | None = None, resume: bool = False, device: str = "cpu",
           loss_step: LossStep = default_loss_step, meta: dict[str, Any] | None = None,
-          progress: bool = True, on_epoch: Callable[[int, dict], None] | None = None) -> dict[str, Any]:
+          progress: bool = True, on_epoch: Callable[[int, dict], None] | None = None,
+          sync_bn: bool = False) -> dict[str, Any]:
     """Train `model` on task.train with `loss_fn`; checkpoint atomically after every epoch.
 
     With `resume=True` and an existing checkpoint, training continues from its last finished epoch
     and ends with the same weights an uninterrupted run would (same seed, CPU). Returns the history.
     `cfg.precision`/`cfg.memory_format` "auto" resolve for `device` (bf16 + channels_last where native);
-    the checkpoint records the resolved values.
+    the checkpoint records the resolved values. Under torchrun, each rank trains on its slice of every batch
+    with DDP and rank 0 alone validates and checkpoints (`osrkit.engine.distributed`).
     """
     cfg = cfg.resolved(device)
+    rank, world = distributed.rank_and_world()
+    main = rank == 0
     torch.manual_seed(cfg.seed)
     model.to(device)
     loss_fn.to(device)
     apply_memory_format(model, cfg.memory_format)
+    net = distributed.wrap(model, device, sync_bn) if world > 1 else model
+    model = net.module if world > 1 else model
     opt = make_optimizer(param_groups([model, loss_fn], cfg), cfg)
     n = len(task.train_y)
     if n == 0:
         raise ValueError(f"task {task.name} has no training images")
     steps = math.ceil(n / cfg.batch_size)
+    if world > 1 and 0 < n % cfg.batch_size < world:  # a last batch too small to give every rank a sample
+        steps -= 1
     sched = make_scheduler(opt, cfg, steps)
     gen = torch.Generator().manual_seed(cfg.seed)
     augment = make_augment(cfg.augment)
@@ -192,18 +201,20 @@ def train(model: torch.nn.Module, loss_fn: torch.nn.Module, task: OpenSetTask, c
     model.train()
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
                TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[ips]:.0f} img/s"), TimeRemainingColumn()]
-    with Progress(*columns, disable=not progress, transient=False) as bar:
+    with Progress(*columns, disable=not (progress and main), transient=False) as bar:
         for epoch in range(start_epoch, cfg.epochs):
             pid = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=steps, loss=float("nan"), ips=0.0)
-            perm = torch.randperm(n, generator=gen)
+            perm = torch.randperm(n, generator=gen)  # the same on every rank: `gen` draws nothing else under DDP
+            aug_gen = gen if world == 1 else torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch * 7919 + rank)
             t0, seen, loss_sum = time.perf_counter(), 0, 0.0
             for s in range(steps):
-                idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size].to(device)
-                x = normalize(augment(x_all[idx].float().div_(255.0), gen), task.mean, task.std)
+                idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]
+                idx = (idx if world == 1 else distributed.shard(idx, rank, world)).to(device)
+                x = normalize(augment(x_all[idx].float().div_(255.0), aug_gen), task.mean, task.std)
                 x = to_memory_format(x, cfg.memory_format)
                 y = y_all[idx]
                 with autocast(cfg.precision, device):  # the body in bf16 where chosen; heads and losses fp32
-                    out = outputs_fp32(model(x))
+                    out = outputs_fp32(net(x))
                     loss = loss_step(loss_fn, out, x, y)
                 loss_val = float(loss.detach())  # one device sync per step
                 if first_loss is None:
@@ -217,15 +228,19 @@ def train(model: torch.nn.Module, loss_fn: torch.nn.Module, task: OpenSetTask, c
                            else "No epoch finished, so no checkpoint was written."))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                if world > 1:
+                    distributed.average_gradients(loss_fn.parameters())
                 opt.step()
                 sched.step()
                 seen += len(y)
                 loss_sum += loss_val * len(y)
                 bar.update(pid, advance=1, loss=loss_val, ips=seen / (time.perf_counter() - t0))
             train_time = time.perf_counter() - t0
+            if not main:  # rank 0 alone validates, selects and checkpoints
+                continue
             val = _validate(model, loss_fn, loss_step, task, cfg, device)
             rec = {"epoch": epoch, "train_loss": loss_sum / seen, **val,
-                   "train_seconds": train_time, "images_per_second": seen / train_time,
+                   "train_seconds": train_time, "images_per_second": seen * world / train_time,
                    "lr": float(opt.param_groups[0]["lr"])}
             history.append(rec)
             if cfg.select in _SELECT_KEY:

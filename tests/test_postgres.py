@@ -1,0 +1,139 @@
+"""The PostgreSQL results store against a real server: the SQLite store's semantics (keys, skips, filters,
+claims), copies both ways, `osrkit table` and `osrkit db copy` on a URL, and concurrent writers and bench
+drivers that neither lose nor duplicate a row."""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import osrkit
+from osrkit.cli import main
+from osrkit.results.store import ResultsStore, RunRecord, copy_rows, open_store
+
+SRC = str(Path(osrkit.__file__).resolve().parents[1])
+
+
+def _rec(method="softmax", split=0, auroc=0.9, **kw) -> RunRecord:
+    return RunRecord(method=method, task="mnist", family="neal", split=split, seed=0,
+                     config={"model": "vgg32", "epochs": 3}, metrics={"auroc": auroc, "oscr": float("nan")},
+                     history=[{"epoch": 0, "train_loss": 1.5}], extra={"roc": [[0.0, 0.0], [1.0, 1.0]]}, **kw)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        return ResultsStore(tmp_path / "r.db")
+    return open_store(request.getfixturevalue("pg_url"))
+
+
+def test_both_back_ends_store_skip_filter_and_parse_alike(store):
+    assert store.add(_rec()) and not store.add(_rec(auroc=0.1))  # the second has the same key: not written
+    store.add(_rec(method="mls", split=1, auroc=0.8))
+    store.add(_rec(method="cac", split=2, auroc=0.7))
+    assert store.count() == 3 and store.has(_rec().key) and not store.has("nope")
+    assert [r["method"] for r in store.rows()] == ["softmax", "mls", "cac"]  # oldest first
+    assert [r["split"] for r in store.rows(method=["mls", "cac"])] == [1, 2]
+    (row,) = store.rows(method="softmax", split=0)
+    assert row["metrics"]["auroc"] == 0.9 and row["metrics"]["oscr"] is None  # NaN is stored as null
+    assert row["history"] == [{"epoch": 0, "train_loss": 1.5}] and row["extra"]["roc"][1] == [1.0, 1.0]
+    assert row["key"] == _rec().key and row["config"] == {"model": "vgg32", "epochs": 3}
+    with pytest.raises(ValueError, match="cannot filter on 'metrics'"):
+        store.rows(metrics=1)
+
+
+def _elsewhere(store):
+    """Another handle on the same database with another owner, as a second process would have."""
+    other = copy.copy(store)
+    other.owner = "another-process"
+    return other
+
+
+def test_claims_expire_only_when_their_holder_is_gone(store):
+    other = _elsewhere(store)
+    assert store.claim("k") and store.claim("k")  # a holder may claim again
+    assert not other.claim("k")  # its holder (this process) is alive and beating: not taken
+    assert other.claim("k", stale_after=-1)  # silent longer than stale_after: taken over
+    store.release("k")  # no longer the holder: releases nothing
+    assert not store.claim("k")
+    assert store.add(_rec()) and not other.claim(_rec().key)  # a stored key cannot be claimed
+
+    # a holder on this host whose process has exited is gone at once, however recent its last beat
+    code = textwrap.dedent(f"""
+        import sys; sys.path.insert(0, {SRC!r})
+        from osrkit.results.store import open_store
+        assert open_store({str(getattr(store, 'url', None) or store.path)!r}).claim("dead")
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    assert not store.claim("k", stale_after=3600)  # the live holder's claim (other, this process) stays
+    assert other.claim("dead", stale_after=3600)
+
+
+def test_copy_both_ways_and_the_cli_reads_a_url(pg_url, tmp_path, capsys):
+    lite = ResultsStore(tmp_path / "a.db")
+    for s, a in enumerate([0.91, 0.95, 0.97]):
+        lite.add(_rec(split=s, auroc=a))
+    assert main(["db", "copy", str(tmp_path / "a.db"), pg_url]) == 0
+    pg = open_store(pg_url)
+    assert pg.count() == 3
+    assert [r["created_at"] for r in pg.rows()] == [r["created_at"] for r in lite.rows()]  # copied as they are
+    assert copy_rows(lite, pg) == (0, 3)  # keys already there are left alone
+    pg.add(_rec(method="mls", auroc=0.5))
+    assert copy_rows(pg, ResultsStore(tmp_path / "b.db")) == (4, 0)
+    capsys.readouterr()
+    assert main(["table", "--db", pg_url, "--methods", "softmax", "--metrics", "auroc"]) == 0
+    out = capsys.readouterr().out
+    assert "| softmax | mnist |" in out and "0.9433 ± 0.0306" in out  # mean ± sample std of the three
+
+
+def test_an_unreachable_server_is_a_clear_error(capsys):
+    url = "postgresql://nobody:secret@127.0.0.1:1/none"
+    assert main(["table", "--db", url]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "cannot connect to the results database postgresql://nobody:***@127.0.0.1:1/none" in err
+    assert "secret" not in err
+
+
+WRITER = textwrap.dedent("""
+    import sys; sys.path.insert(0, {src!r})
+    from osrkit.results.store import RunRecord, open_store
+    store = open_store({url!r})
+    for i in range({n}):
+        split = (i * 7 + {w}) % {keys}  # writers overlap on most keys
+        store.add(RunRecord(method="softmax", task="mnist", family="neal", split=split, seed=0,
+                            config={{"epochs": 1}}, metrics={{"auroc": split / 100}}))
+""")
+
+
+def test_concurrent_writers_neither_lose_nor_duplicate_rows(pg_url):
+    keys, n = 40, 40
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER.format(src=SRC, url=pg_url, n=n, w=w, keys=keys)])
+             for w in range(4)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0, 0, 0]
+    rows = open_store(pg_url).rows()
+    assert len(rows) == keys and len({r["key"] for r in rows}) == keys
+    assert sorted(r["split"] for r in rows) == list(range(keys))
+    assert all(math.isclose(r["metrics"]["auroc"], r["split"] / 100) for r in rows)
+
+
+def test_two_bench_drivers_on_one_database(pg_url, tmp_path):
+    cmd = [sys.executable, "-m", "osrkit", "bench", "--methods", "softmax,cac", "--tasks", "digits", "--splits",
+           "0,1", "--epochs", "2", "--db", pg_url, "--checkpoint-dir", str(tmp_path / "ck"), "--no-progress",
+           "--threads", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-1500:] for o in outs]
+    rows = open_store(pg_url).rows()
+    assert len(rows) == 4 and len({r["key"] for r in rows}) == 4
+    assert {(r["method"], r["split"]) for r in rows} == {(m, s) for m in ("softmax", "cac") for s in (0, 1)}
+    trained = [int(o[1].split(" runs: ")[1].split(" trained")[0]) for o in outs]
+    assert sum(trained) == 4  # each run trained by exactly one of the two drivers
