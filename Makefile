@@ -12,7 +12,7 @@ $(BIN)/osrkit: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e ".[test,export]"
+	$(BIN)/pip install -q -e ".[test,export,cluster]"
 	touch $(BIN)/osrkit
 
 setup: $(BIN)/osrkit

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,16 @@ def test_two_bench_drivers_on_one_database(pg_url, tmp_path):
     assert {(r["method"], r["split"]) for r in rows} == {(m, s) for m in ("softmax", "cac") for s in (0, 1)}
     trained = [int(o[1].split(" runs: ")[1].split(" trained")[0]) for o in outs]
     assert sum(trained) == 4  # each run trained by exactly one of the two drivers
+
+
+def test_one_heartbeat_keeps_many_claims_alive(store):
+    other = _elsewhere(store)
+    keys = [f"k{i}" for i in range(510)]  # more than SQLite's bound-parameter chunk
+    assert all(store.claim(k) for k in keys)
+    time.sleep(2.0)
+    assert other.claim("k0", stale_after=1.5)  # silent for 2 s: stale, taken over
+    t0 = time.monotonic()
+    store.heartbeat(keys)  # beats every claim it still holds, in one write (k0 is other's now)
+    assert not any(other.claim(k, stale_after=1.5) for k in ("k1", "k250", "k499", "k500", "k508"))  # both chunks
+    assert time.monotonic() - t0 < 1.5  # (so each claim above was judged within 1.5 s of the beat)
+    assert store.claim("k509") and not store.claim("k0", stale_after=1.5)

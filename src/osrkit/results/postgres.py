@@ -18,7 +18,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from osrkit.results.store import (BUSY_TIMEOUT_S, CLAIM_LIFETIME_S, FILTER_COLUMNS, JSON_COLUMNS, SCHEMA_VERSION,
                                   RunRecord, _claim_is_stale)
@@ -184,10 +184,12 @@ class PostgresStore:
                         (key, self.owner, host, pid, time.time()))
             return True
 
-    def heartbeat(self, key: str) -> None:
+    def heartbeat(self, keys: str | Iterable[str]) -> None:
+        """Tell other processes these claims are alive: one statement for all of them."""
+        keys = [keys] if isinstance(keys, str) else list(keys)
         with self._write() as con:
-            con.execute("UPDATE claims SET heartbeat = %s WHERE key = %s AND owner = %s",
-                        (time.time(), key, self.owner))
+            con.execute("UPDATE claims SET heartbeat = %s WHERE owner = %s AND key = ANY(%s)",
+                        (time.time(), self.owner, keys))
 
     def release(self, key: str) -> None:
         with self._write(key) as con:

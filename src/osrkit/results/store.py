@@ -338,10 +338,15 @@ class ResultsStore:
                         (key, self.owner, host, pid, time.time()))
             return True
 
-    def heartbeat(self, key: str) -> None:
-        """Tell other processes this claim is alive (see `Heartbeat`)."""
+    def heartbeat(self, keys: str | Iterable[str]) -> None:
+        """Tell other processes these claims are alive (see `Heartbeat`): one transaction for all of them."""
+        keys = [keys] if isinstance(keys, str) else list(keys)
+        now = time.time()
         with self._write() as con:
-            con.execute("UPDATE claims SET heartbeat = ? WHERE key = ? AND owner = ?", (time.time(), key, self.owner))
+            for i in range(0, len(keys), 500):  # SQLite's bound-parameter limit
+                part = keys[i:i + 500]
+                con.execute(f"UPDATE claims SET heartbeat = ? WHERE owner = ? AND key IN ({', '.join('?' * len(part))})",
+                            (now, self.owner, *part))
 
     def release(self, key: str) -> None:
         with self._write() as con:
@@ -364,8 +369,7 @@ class Heartbeat:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                for key in list(self.keys):
-                    self.store.heartbeat(key)
+                self.store.heartbeat(self.keys)  # one write per beat, however many claims
                 self.beats += 1
             except Exception:  # sqlite3.Error, psycopg.Error: the next beat tries again
                 pass
