@@ -9,7 +9,6 @@ from osrkit.engine.precision import autocast, to_memory_format
 from osrkit.outputs import Outputs
 
 
-@torch.no_grad()
 def predict(model: torch.nn.Module, images: torch.Tensor, mean: list[float], std: list[float],
             labels: torch.Tensor | None = None, batch_size: int = 512, device: str | torch.device = "cpu",
             precision: str = "fp32", memory_format: str = "contiguous") -> Outputs:
@@ -23,7 +22,7 @@ def predict(model: torch.nn.Module, images: torch.Tensor, mean: list[float], std
     for i in range(0, len(images), batch_size):
         x = normalize(images[i:i + batch_size].to(device), mean, std)
         x = to_memory_format(x, memory_format)
-        with autocast(precision, device):
+        with torch.no_grad(), autocast(precision, device):  # (a block, not a decorator: mutmut mutates this body)
             out = model(x)
         logits.append(out.logits.float().cpu())
         embs.append(out.embedding.float().cpu())
