@@ -98,3 +98,11 @@ def test_run_out_dir_checkpoint_is_reused_by_bench_and_the_reverse(tmp_path, cap
 def test_python_dash_m_osrkit_runs_the_cli():
     out = subprocess.run([sys.executable, "-m", "osrkit", "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "bench" in out.stdout and "db" in out.stdout
+
+
+def test_methods_does_not_import_the_training_loop():
+    """The old cycle (engine.train ↔ methods) is gone: the recipes load without the engine's loop."""
+    code = ("import sys, osrkit.methods; assert 'osrkit.engine.train' not in sys.modules, 'cycle'; "
+            "import osrkit.engine.train; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-1000:]

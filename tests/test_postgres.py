@@ -24,8 +24,8 @@ SRC = str(Path(osrkit.__file__).resolve().parents[1])
 
 def _rec(method="softmax", split=0, auroc=0.9, **kw) -> RunRecord:
     return RunRecord(method=method, task="mnist", family="neal", split=split, seed=0,
-                     config={"model": "vgg32", "epochs": 3}, metrics={"auroc": auroc, "oscr": float("nan")},
-                     history=[{"epoch": 0, "train_loss": 1.5}], extra={"roc": [[0.0, 0.0], [1.0, 1.0]]}, **kw)
+                     config={"model": "vgg32", "epochs": 3}, metrics={"auroc": auroc, "oscr": auroc - 0.1, "accuracy": 0.99, "fpr95": float("nan")},
+                     history=[{"epoch": 0, "train_loss": 1.5}], extra={"roc": {"fpr": [0.0, 0.5, 1.0], "tpr": [0.0, 0.9, 1.0]}}, **kw)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -43,8 +43,8 @@ def test_both_back_ends_store_skip_filter_and_parse_alike(store):
     assert [r["method"] for r in store.rows()] == ["softmax", "mls", "cac"]  # oldest first
     assert [r["split"] for r in store.rows(method=["mls", "cac"])] == [1, 2]
     (row,) = store.rows(method="softmax", split=0)
-    assert row["metrics"]["auroc"] == 0.9 and row["metrics"]["oscr"] is None  # NaN is stored as null
-    assert row["history"] == [{"epoch": 0, "train_loss": 1.5}] and row["extra"]["roc"][1] == [1.0, 1.0]
+    assert row["metrics"]["auroc"] == 0.9 and row["metrics"]["fpr95"] is None  # NaN is stored as null
+    assert row["history"] == [{"epoch": 0, "train_loss": 1.5}] and row["extra"]["roc"]["tpr"] == [0.0, 0.9, 1.0]
     assert row["key"] == _rec().key and row["config"] == {"model": "vgg32", "epochs": 3}
     with pytest.raises(ValueError, match="cannot filter on 'metrics'"):
         store.rows(metrics=1)
@@ -92,6 +92,9 @@ def test_copy_both_ways_and_the_cli_reads_a_url(pg_url, tmp_path, capsys):
     assert main(["table", "--db", pg_url, "--methods", "softmax", "--metrics", "auroc"]) == 0
     out = capsys.readouterr().out
     assert "| softmax | mnist |" in out and "0.9433 ± 0.0306" in out  # mean ± sample std of the three
+    assert main(["report", "--db", pg_url, "--out", str(tmp_path / "r.html")]) == 0
+    html = (tmp_path / "r.html").read_text()
+    assert "softmax" in html and "mls" in html and "data:image/png;base64," in html
 
 
 def test_an_unreachable_server_is_a_clear_error(capsys):

@@ -107,12 +107,11 @@ def cmd_report(args) -> int:
     if args.db is not None:
         from osrkit.results.store import open_store
 
-        if not Path(args.db).exists():
-            raise FileNotFoundError(f"results database {args.db} does not exist")
-        rows = open_store(args.db, create=False).rows(method=_csv(args.methods), task=_csv(args.tasks))
+        store = open_store(args.db, create=False)  # a missing file or an unreachable server: a clear error
+        rows = store.rows(method=_csv(args.methods), task=_csv(args.tasks))
         if not rows:
-            raise ValueError(f"no stored runs in {args.db} match (methods={args.methods}, tasks={args.tasks})")
-        page = db_report(rows, f"osrkit results: {args.db}")
+            raise ValueError(f"no stored runs in {store} match (methods={args.methods}, tasks={args.tasks})")
+        page = db_report(rows, f"osrkit results: {store}")
     else:
         from osrkit.engine.pipeline import load_trained, task_from_checkpoint
 
