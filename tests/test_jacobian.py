@@ -155,3 +155,43 @@ def test_input_validation() -> None:
         jacobian_norm(lambda z: (z, z), x)
     with pytest.raises(ValueError, match="rows"):
         jacobian_norm(lambda z: z[:1], x, exact_impl="backward")
+
+
+def test_hutchpp_is_exact_when_the_sketch_spans_the_jacobian() -> None:
+    """A linear map of rank 2 (closed form ||W||_F): two sketch directions capture its whole range, so Hutch++
+    returns ||W||_F exactly (the residual probes see zero), with zero standard error."""
+    torch.manual_seed(3)
+    w = torch.randn(10, 2, dtype=torch.float64) @ torch.randn(2, 9, dtype=torch.float64)  # rank 2, d_z = 10
+    x = torch.randn(5, 9, dtype=torch.float64)
+    est = jacobian_norm(lambda z: z @ w.T, x, method="estimate", estimator="hutchpp", probes=8,
+                        generator=torch.Generator().manual_seed(0))  # m = 2 sketch directions, r = 2 residual probes
+    torch.testing.assert_close(est.norms, torch.full((5,), float(torch.linalg.matrix_norm(w)), dtype=torch.float64))
+    assert bool((est.stderr.abs() < 1e-10).all())
+    # a full sketch (m >= d_z) is exact for any network
+    net = _mlp()
+    x2 = torch.randn(4, 6, dtype=torch.float64)
+    full = jacobian_norm(net, x2, method="estimate", estimator="hutchpp", probes=21)  # m = 5 = d_z
+    torch.testing.assert_close(full.norms, _reference(net, x2))
+
+
+def test_hutchpp_beats_the_plain_estimator_on_a_concentrated_spectrum() -> None:
+    """Trained networks put most of ||J||_F^2 in a few output directions; there, at the same number of passes,
+    Hutch++ is far closer to the exact norm than the plain vjp estimate (fixed seeds: a deterministic check)."""
+    torch.manual_seed(4)
+    u, _ = torch.linalg.qr(torch.randn(32, 32, dtype=torch.float64))
+    v, _ = torch.linalg.qr(torch.randn(40, 40, dtype=torch.float64))
+    sv = torch.tensor([10.0, 6.0, 4.0] + [0.3] * 29, dtype=torch.float64)  # 98% of ||W||_F^2 in 3 directions
+    w = u @ torch.diag(sv) @ v[:32]
+    x = torch.randn(64, 40, dtype=torch.float64)
+    exact = float(sv.pow(2).sum().sqrt())
+    err = {}
+    for est in ("vjp", "hutchpp"):
+        r = jacobian_norm(lambda z: z @ w.T, x, method="estimate", estimator=est, probes=12,
+                          generator=torch.Generator().manual_seed(1))
+        err[est] = float(((r.norms - exact).abs() / exact).mean())
+    assert err["hutchpp"] < 0.02 and err["hutchpp"] < err["vjp"] / 5, err
+
+
+def test_hutchpp_needs_four_probes() -> None:
+    with pytest.raises(ValueError, match="hutchpp' needs probes >= 4"):
+        jacobian_norm(lambda z: z * 2, torch.randn(2, 3), method="estimate", estimator="hutchpp", probes=3)

@@ -347,7 +347,8 @@ def cmd_jacobian(args) -> int:
     task = task_from_checkpoint(trained.meta, data_root=args.data_root)
     out_dir = args.out_dir or str(Path(args.checkpoint).with_suffix("")) + "-jacobian"
     summary = jacobian_study(trained, task, out_dir, n=args.n, part=args.representation, method=args.method,
-                             probes=args.probes, unit=args.unit, progress=not args.no_progress)
+                             probes=args.probes, unit=args.unit, progress=not args.no_progress,
+                             estimator=args.estimator)
     print(json.dumps(summary, indent=2, default=float))
     console.print(f"wrote {out_dir}/jacobian_norms.npz, jacobian_summary.json, jacobian_norms.png")
     return 0
@@ -362,6 +363,7 @@ def cmd_jacobian_dynamics(args) -> int:
     console.print(task.summary())
     records = jacobian_dynamics(args.method, task, cfg, args.out_dir, n=args.n, part=args.representation,
                                 jacobian=args.jacobian, probes=args.probes, unit=args.unit, resume=args.resume,
+                                estimator=args.estimator,
                                 device=args.device, progress=not args.no_progress)
     t = Table(title=f"{args.method}: Jacobian norm ({args.representation}) per epoch")
     for c in ("epoch", "known mean", "unknown mean", "difference", "AUROC of norm"):
@@ -422,7 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--representation", choices=["embedding", "logits"], default="embedding")
     j.add_argument("--unit", action="store_true", help="differentiate f/||f|| instead of f")
     j.add_argument("--method", choices=["exact", "estimate"], default="exact")
-    j.add_argument("--probes", type=int, default=8, help="probes for --method estimate")
+    j.add_argument("--probes", type=int, default=8, help="passes (probes) for --method estimate")
+    j.add_argument("--estimator", choices=["hutchpp", "vjp", "jvp"], default="hutchpp",
+                   help="--method estimate: Hutch++ (default; accurate on trained networks) or plain vjp/jvp probes")
     j.add_argument("--out-dir", help="default: <checkpoint>-jacobian/")
     j.add_argument("--threads", type=int)
     j.add_argument("--no-progress", action="store_true")
@@ -437,7 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     jd.add_argument("--representation", choices=["embedding", "logits"], default="embedding")
     jd.add_argument("--unit", action="store_true", help="differentiate f/||f|| instead of f")
     jd.add_argument("--jacobian", choices=["exact", "estimate"], default="exact")
-    jd.add_argument("--probes", type=int, default=8, help="probes for --jacobian estimate")
+    jd.add_argument("--probes", type=int, default=8, help="passes (probes) for --jacobian estimate")
+    jd.add_argument("--estimator", choices=["hutchpp", "vjp", "jvp"], default="hutchpp")
     jd.add_argument("--out-dir", required=True, help="folder for model.pt, dynamics.json/.csv/.png")
     jd.add_argument("--resume", action="store_true", help="continue an interrupted run in --out-dir")
     jd.set_defaults(func=cmd_jacobian_dynamics)

@@ -21,6 +21,12 @@ Jacobian norms and unknowns higher ones. Two ways to get it:
   low by Jensen); its standard error comes from the sample variance by the delta method.
   Both share one primal forward pass among the k probes (jvp: vmap over the tangents; vjp: k
   backward passes through one graph).
+  ``estimator="hutchpp"`` (Hutch++, Meyer et al. 2021) spends the k passes differently: m = k // 4
+  random cotangents s give the sketch J J^T s (a vjp then a jvp each), Q = orth(sketch) holds the
+  Jacobian's dominant output directions, ||Q^T J||_F^2 is computed exactly (m vjps) and only the rest,
+  ||(I - Q Q^T) J||_F^2, is estimated with r = k - 3m Gaussian probes. Trained networks concentrate
+  ||J||_F^2 in a few directions (MNIST vgg32-lite: the top 4 of 64 hold 86-96%), where the plain
+  estimator's error is large (k = 8: 9-14%) and Hutch++ removes most of it at the same number of passes.
 
 ``fn`` must treat samples independently: put the model in eval mode first (BatchNorm in train mode
 mixes the samples of a batch, and Dropout makes f random). This module never changes the mode.
@@ -36,7 +42,7 @@ import torch
 __all__ = ["JacobianNorms", "jacobian_norm", "EXACT_IMPLS", "ESTIMATORS"]
 
 EXACT_IMPLS = ("backward", "batched_grad", "vmap")
-ESTIMATORS = ("vjp", "jvp")
+ESTIMATORS = ("vjp", "jvp", "hutchpp")
 _METHODS = ("exact", "estimate")
 
 # Default chunking (chunk_size=None). Graph-holding passes (exact "backward", vjp estimate) keep
@@ -156,6 +162,45 @@ def _probe_samples(
     return samples
 
 
+def _hutchpp_samples(fn: Callable, x: torch.Tensor, probes: int,
+                     generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(exact part (n,), residual samples (r, n)) of Hutch++ with m = probes // 4 sketch directions."""
+    from torch.func import jvp
+
+    n = x.shape[0]
+    m = probes // 4
+    r = probes - 3 * m
+    xr = x.detach().requires_grad_(True)
+    out = _as_2d(fn(xr), n)
+    d_z = out.shape[1]
+    exact = torch.zeros(n, dtype=x.dtype, device=x.device)
+    residual = torch.zeros(r, n, dtype=x.dtype, device=x.device)
+    if not out.requires_grad:
+        return exact, residual  # f does not depend on x
+    m = min(m, d_z)
+
+    def vjp_of(u: torch.Tensor, keep: bool = True) -> torch.Tensor:
+        (g,) = torch.autograd.grad(out, xr, grad_outputs=u, retain_graph=keep, allow_unused=True)
+        return torch.zeros_like(x) if g is None else g
+
+    q = None
+    if m > 0:
+        sketch = []
+        for _ in range(m):  # J J^T s for m random cotangents s, per sample
+            s = torch.randn(out.shape, generator=generator, dtype=out.dtype, device=out.device)
+            g = vjp_of(s)
+            sketch.append(jvp(lambda inp: _as_2d(fn(inp), n), (x.detach(),), (g.detach(),))[1])
+        q = torch.linalg.qr(torch.stack(sketch, 2)).Q  # (n, d_z, m): the dominant output directions
+        for j in range(m):
+            exact += vjp_of(q[:, :, j]).reshape(n, -1).pow(2).sum(1)
+    for j in range(r):  # E ||(I - QQ^T) u)^T J||^2 over u ~ N(0, I) = ||(I - QQ^T) J||_F^2
+        u = torch.randn(out.shape, generator=generator, dtype=out.dtype, device=out.device)
+        if q is not None:
+            u = u - torch.einsum("nkm,nm->nk", q, torch.einsum("nkm,nk->nm", q, u))
+        residual[j] = vjp_of(u, keep=j < r - 1).reshape(n, -1).pow(2).sum(1)
+    return exact, residual
+
+
 def jacobian_norm(
     fn: Callable[[torch.Tensor], torch.Tensor],
     x: torch.Tensor,
@@ -171,7 +216,8 @@ def jacobian_norm(
     fn maps a batch (N, ...) to a representation (N, d_z) (extra trailing dims are flattened); it
     must process samples independently (eval mode: see the module docstring). If the model returns
     a tuple/NamedTuple, pass e.g. ``lambda x: model(x).embedding``.
-    method: "exact" or "estimate" (k = ``probes`` random projections, see ``estimator``).
+    method: "exact" or "estimate" (k = ``probes`` random projections or, for "hutchpp", k passes, at
+    least 4; see ``estimator``).
     generator: torch.Generator for the probes (reproducibility). chunk_size: at most this many
     samples per pass (bounds memory; the jvp estimate carries chunk_size * probes tangents at once);
     None = automatic: 256 samples for exact "backward" and the vjp estimate, 2048 // d_z for exact
@@ -194,6 +240,9 @@ def jacobian_norm(
         raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
     if isinstance(probes, bool) or not isinstance(probes, int) or probes < 1:
         raise ValueError(f"probes must be an int >= 1, got {probes!r}")
+    if method == "estimate" and estimator == "hutchpp" and probes < 4:
+        raise ValueError(f"estimator 'hutchpp' needs probes >= 4 (one sketch direction costs 3 passes, plus one "
+                         f"residual probe), got {probes}; use estimator 'vjp' below that")
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be None or an int >= 1, got {chunk_size!r}")
     if not callable(fn):
@@ -215,7 +264,19 @@ def jacobian_norm(
 
         size = chunk_size
         if size is None:
-            size = _GRAPH_SAMPLES if estimator == "vjp" else max(1, _VMAP_ROWS // probes)
+            size = _GRAPH_SAMPLES if estimator in ("vjp", "hutchpp") else max(1, _VMAP_ROWS // probes)
+        if estimator == "hutchpp":
+            parts = [_hutchpp_samples(fn, c, probes, generator) for c in _chunks(x, size)]
+            exact = torch.cat([p[0] for p in parts]).detach()
+            res = torch.cat([p[1] for p in parts], dim=1).detach()  # (r, N)
+            norms = (exact + res.mean(0)).clamp_min(0).sqrt()
+            if res.shape[0] > 1:
+                se_sq = res.std(0, unbiased=True) / math.sqrt(res.shape[0])
+                stderr = torch.where(norms > 0, se_sq / (2 * norms.clamp_min(torch.finfo(norms.dtype).tiny)),
+                                     torch.zeros_like(norms))
+            else:
+                stderr = torch.full_like(norms, float("nan"))
+            return JacobianNorms(norms, stderr, "estimate", probes)
         samples = torch.cat(
             [_probe_samples(fn, c, probes, generator, estimator) for c in _chunks(x, size)], dim=1
         ).detach()  # (k, N)

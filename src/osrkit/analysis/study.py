@@ -32,15 +32,16 @@ def representation_fn(model: torch.nn.Module, part: str = "embedding", unit: boo
 
 def norms_of(model, images: torch.Tensor, mean, std, part: str = "embedding", method: str = "exact",
              probes: int = 8, batch_size: int = 64, unit: bool = False, progress: bool = True,
-             label: str = "") -> np.ndarray:
-    """Per-sample Jacobian norms of uint8 images, in batches (model in eval mode)."""
+             label: str = "", estimator: str = "hutchpp") -> np.ndarray:
+    """Per-sample Jacobian norms of uint8 images, in batches (model in eval mode). The estimate defaults to
+    Hutch++, the accurate one on trained networks (see `osrkit.analysis.jacobian`)."""
     model.eval()
     fn = representation_fn(model, part, unit)
     starts = range(0, len(images), batch_size)
     out = []
     for i in track(starts, description=f"jacobian {label}", disable=not progress):
         x = normalize(images[i:i + batch_size].to(next(model.parameters()).device), mean, std)
-        out.append(jacobian_norm(fn, x, method=method, probes=probes).norms.detach().cpu())
+        out.append(jacobian_norm(fn, x, method=method, probes=probes, estimator=estimator).norms.detach().cpu())
     return torch.cat(out).numpy()
 
 
@@ -65,7 +66,7 @@ def summarize_norms(known: np.ndarray, unknown: np.ndarray) -> dict[str, Any]:
 
 def jacobian_study(trained, task, out_dir: str | Path, n: int = 500, part: str = "embedding",
                    method: str = "exact", probes: int = 8, seed: int = 0, unit: bool = False,
-                   progress: bool = True) -> dict[str, Any]:
+                   progress: bool = True, estimator: str = "hutchpp") -> dict[str, Any]:
     """Norms for up to `n` known-test and `n` unknown-test samples; writes NPZ, JSON and PNG to out_dir."""
     out_dir = Path(out_dir)
     g = torch.Generator().manual_seed(seed)
@@ -73,11 +74,12 @@ def jacobian_study(trained, task, out_dir: str | Path, n: int = 500, part: str =
     known_idx = pick(torch.arange(len(task.test_x)))
     known_x = task.test_x[known_idx]
     known = norms_of(trained.model, known_x, task.mean, task.std, part, method, probes,
-                     unit=unit, progress=progress, label="known")
+                     unit=unit, progress=progress, label="known", estimator=estimator)
     unknown = norms_of(trained.model, pick(task.unknown_x), task.mean, task.std, part, method, probes,
-                       unit=unit, progress=progress, label="unknown")
+                       unit=unit, progress=progress, label="unknown", estimator=estimator)
     summary = {"method": trained.meta.get("method"), "task": trained.meta.get("task"), "representation": part,
                "unit_normalised": unit, "jacobian": method, "probes": probes if method == "estimate" else None,
+               "estimator": estimator if method == "estimate" else None,
                **summarize_norms(known, unknown),
                **class_separation(features_of(trained.model, known_x, task.mean, task.std, part, unit),
                                   task.test_y[known_idx].numpy())}
@@ -90,7 +92,8 @@ def jacobian_study(trained, task, out_dir: str | Path, n: int = 500, part: str =
 
 def jacobian_dynamics(method: str, task, cfg, out_dir: str | Path, n: int = 200, part: str = "embedding",
                       jacobian: str = "exact", probes: int = 8, seed: int = 0, unit: bool = False,
-                      resume: bool = False, device: str = "cpu", progress: bool = True) -> list[dict[str, Any]]:
+                      resume: bool = False, device: str = "cpu", progress: bool = True,
+                      estimator: str = "hutchpp") -> list[dict[str, Any]]:
     """Train `method` and measure known-test vs unknown-test Jacobian norms before training and after every epoch.
 
     The same `n` known and `n` unknown test images are used at every epoch. Writes (atomically, after each
@@ -110,8 +113,10 @@ def jacobian_dynamics(method: str, task, cfg, out_dir: str | Path, n: int = 200,
 
     def measure(epoch: int, rec: dict | None, model: torch.nn.Module) -> None:
         was_training = model.training
-        kn = norms_of(model, known_x, task.mean, task.std, part, jacobian, probes, unit=unit, progress=False)
-        un = norms_of(model, unknown_x, task.mean, task.std, part, jacobian, probes, unit=unit, progress=False)
+        kn = norms_of(model, known_x, task.mean, task.std, part, jacobian, probes, unit=unit, progress=False,
+                      estimator=estimator)
+        un = norms_of(model, unknown_x, task.mean, task.std, part, jacobian, probes, unit=unit, progress=False,
+                      estimator=estimator)
         model.train(was_training)
         row = {"epoch": epoch + 1, **summarize_norms(kn, un),
                "known_q25": float(np.quantile(kn, 0.25)), "known_q75": float(np.quantile(kn, 0.75)),
