@@ -308,3 +308,21 @@ def test_openmax_graph_eucos_default_divisor_is_200_on_the_joint_vector():
     ref201, _ = _ref_openmax(OM_LOGITS, means, OM_SHAPE, OM_SCALE, small, 3, "eucos", "unknown_prob", 1.0,
                              divisor=201.0, joint=(latents, shift, spread))
     assert np.abs(ref201 - ref).max() > 1e-4
+
+
+def test_scorer_states_and_temperatures_are_checked_like_their_constructors():
+    """A bad temperature would make energy NaN (T = 0) or reverse its direction (T < 0); a loaded state goes
+    through the same checks as the constructor, and the export graph refuses what the eager scorer refuses."""
+    from osrkit.scores.graph import OvRGraph
+
+    for bad in (0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="energy temperature must be a positive finite number"):
+            EnergyScore(bad)
+        with pytest.raises(ValueError, match="energy temperature must be a positive finite number"):
+            EnergyScore().load_state_dict({"temperature": bad})
+    with pytest.raises(ValueError, match="temperature must be a positive finite number"):
+        MOvRScore().load_state_dict({"temperature": 0})
+    with pytest.raises(ValueError, match="margin_on must be one of all, target, two-sided, got 'bogus'"):
+        MOvRScore().load_state_dict({"margin_on": "bogus"})
+    with pytest.raises(ValueError, match="margin_on must be one of all, target, two-sided, got 'bogus'"):
+        OvRGraph("target", 32.0, 0.5, "bogus")

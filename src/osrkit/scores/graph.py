@@ -74,6 +74,10 @@ class OvRGraph(ScoreGraph):
 
     def __init__(self, kind: str, temperature: float, margin: float = 0.0, margin_on: str = "all") -> None:
         super().__init__()
+        from osrkit.losses.ovr import MARGIN_ON
+
+        if margin_on not in MARGIN_ON:  # (the eager scorer refuses it too: never export a silent fallback)
+            raise ValueError(f"margin_on must be one of {', '.join(MARGIN_ON)}, got {margin_on!r}")
         self.kind, self.temperature, self.margin, self.margin_on = kind, float(temperature), float(margin), margin_on
 
     def _margin(self, z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

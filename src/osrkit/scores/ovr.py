@@ -96,8 +96,8 @@ class _OvRScoreBase(Scorer):
         return {"kind": self.kind, "temperature": self.temperature}
 
     def load_state_dict(self, state: dict[str, Any]) -> "_OvRScoreBase":
-        self.kind = self._check_kind(state.get("kind", self.kind))
-        self.temperature = float(state.get("temperature", self.temperature))
+        """Keys the state leaves out keep their current values; the constructor's checks apply to the rest."""
+        self.__init__(**{**self.state_dict(), **state})
         return self
 
 
@@ -137,9 +137,3 @@ class MOvRScore(_OvRScoreBase):
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "margin": self.margin, "margin_on": self.margin_on}
-
-    def load_state_dict(self, state: dict[str, Any]) -> "MOvRScore":
-        super().load_state_dict(state)
-        self.margin = float(state.get("margin", self.margin))
-        self.margin_on = state.get("margin_on", self.margin_on)
-        return self

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from osrkit.outputs import Outputs
@@ -51,7 +53,7 @@ class EnergyScore(Scorer):
     name = "energy"
 
     def __init__(self, temperature: float = 1.0) -> None:
-        self.temperature = float(temperature)
+        self.temperature = _positive_temperature(temperature)
 
     def score(self, outputs: Outputs) -> ScoreResult:
         z = outputs.logits.double()
@@ -66,5 +68,14 @@ class EnergyScore(Scorer):
         return {"temperature": self.temperature}
 
     def load_state_dict(self, state: dict) -> "EnergyScore":
-        self.temperature = float(state.get("temperature", 1.0))
+        """A state without a temperature was saved at the default, 1.0."""
+        self.temperature = _positive_temperature(state.get("temperature", 1.0))
         return self
+
+
+def _positive_temperature(t: float) -> float:
+    """T as a float; 0, negative (which reverses the score's direction) or non-finite T is an error."""
+    value = float(t)
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"energy temperature must be a positive finite number, got {t}")
+    return value
