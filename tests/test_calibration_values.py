@@ -225,3 +225,36 @@ def test_predict_of_no_images():
     out = predict(model, torch.zeros(0, 2, 2, 2, dtype=torch.uint8), MEAN, STD)
     assert model.calls == [] and model.training
     assert out.logits.shape == (0,) and out.embedding is None and out.extras == {}
+
+
+class DeviceProbe(torch.nn.Module):
+    """Records the device of each batch it gets; answers with CPU tensors, so any device torch can create
+    tensors on (here 'meta', which needs no hardware) can stand in for a GPU."""
+
+    def __init__(self):
+        super().__init__()
+        self.devices = []
+
+    def forward(self, x):
+        self.devices.append(x.device.type)
+        return ModelOutput(torch.zeros(len(x), 2), torch.zeros(len(x), 3))
+
+
+def test_predict_moves_each_batch_to_the_requested_device():
+    model = DeviceProbe()
+    out = predict(model, _images(5), MEAN, STD, batch_size=2, device="meta")
+    assert model.devices == ["meta", "meta", "meta"]
+    assert out.logits.device.type == "cpu" and out.logits.shape == (5, 2)
+    model = DeviceProbe()
+    predict(model, _images(2), MEAN, STD)
+    assert model.devices == ["cpu"]
+
+
+def test_predict_autocasts_on_the_requested_device_not_the_cpu():
+    """bf16 autocast is opened for `device` (on a GPU: CUDA autocast). torch has no autocast for 'meta', so
+    asking for bf16 there fails in torch.autocast, naming that device: proof the device was passed on."""
+    with pytest.raises(RuntimeError, match=r"autocast device_type 'meta'"):
+        predict(DeviceProbe(), _images(2), MEAN, STD, device="meta", precision="bf16")
+    model = DeviceProbe()
+    predict(model, _images(2), MEAN, STD, device="meta", precision="fp32")  # fp32: no autocast at all
+    assert model.devices == ["meta"]

@@ -26,12 +26,13 @@ FULL_PRECISION_MIN = 2.225073858507201e-308  # libMR's underflow limit
 # ----------------------------------------------------------------------------- scalar libMR port
 
 
-def _row_f(x0, xbar):
-    """libMR's weibull_scale_likelihood for one row."""
+def _row_f(x0, xbar, w=None):
+    """libMR's weibull_scale_likelihood for one row (w: libMR's frequencies, 1 by default)."""
     x0 = np.asarray(x0, dtype=np.float64)
+    w = np.ones_like(x0) if w is None else np.asarray(w, dtype=np.float64)
 
     def f(sigma):
-        wl = np.exp(x0 / sigma)
+        wl = w * np.exp(x0 / sigma)
         return sigma + xbar - (wl * x0).sum() / wl.sum()
 
     return f
@@ -253,7 +254,8 @@ def test_bracket_underflow_and_overflow_are_reported():
     with pytest.raises(ValueError, match=r"^Weibull fit failed: root search underflowed \(degenerate tail\)$"):
         evt._bracket(r, np.ones((1, 2)), np.array([0.5]), np.array([2.0]))
     with pytest.raises(ValueError, match=r"^Weibull fit failed: root search overflowed \(degenerate tail\)$"):
-        evt._bracket(r, np.ones((1, 2)), np.array([-np.inf]), np.array([2.0]))
+        with np.errstate(over="ignore"):  # upper doubles past the largest float
+            evt._bracket(r, np.ones((1, 2)), np.array([-np.inf]), np.array([2.0]))
 
 
 def test_bracket_halving_may_end_exactly_at_the_smallest_normal_number():
@@ -301,6 +303,9 @@ def test_libmr_zero_exact_zeros_at_ends_and_inside():
         (0.5, 2.0, -1.25),  # first bisection lands on the root exactly (stop at fb == 0)
         (0.5, 3.0, -2.0),  # f(hi) == 1.0 exactly on the way: no special meaning
         (1.0, 4.0, -3.3),  # root above 1: tolerance scales with |b|
+        (2.0, 0.5, -1.0),  # f(lo) == 1.0 exactly, bracket given high end first: still searched
+        (0.5, 2.0, -1.0),  # f(hi) == 1.0 exactly
+        (4e-6, 8e-6, -5.5e-6),  # |m| == toler (2e-6) exactly at once: converged, b (here lo) is returned
     ]
     lo, hi, x0, w, xbar = _linear_rows(specs)
     with warnings.catch_warnings():
@@ -310,6 +315,54 @@ def test_libmr_zero_exact_zeros_at_ends_and_inside():
     assert got.tolist() == ref
     assert got[:3].tolist() == [0.5, 2.0, 1.25]
     assert got[3] == pytest.approx(2.0, abs=4e-6) and got[4] == pytest.approx(3.3, abs=1e-5)
+    assert got[5:7].tolist() == pytest.approx([1.0, 1.0], abs=4e-6)
+    assert got[7] == 4e-6
+
+
+# Rows whose likelihood equation bends sharply (a heavy frequency on the low value moves the weighted
+# mean abruptly), so that Brent rejects some interpolated steps; x0 scaled by 10 puts roots above 1.
+CURVED_ROWS = [  # (x0, w, xbar, lo, hi)
+    ([-1.0, 0.0], [1e3, 1.0], -0.9, 1e-4, 100.0),
+    ([-1.0, 0.0], [1e3, 1.0], -0.2, 0.01, 0.3),
+    ([-1.0, 0.0], [1e6, 1.0], -0.9, 1e-3, 10.0),
+    ([-1.0, 0.0], [1e6, 1.0], -0.2, 1e-4, 100.0),
+    ([-1.0, 0.0], [1e12, 1.0], -0.9, 1e-3, 1.0),
+    ([-1.0, 0.0], [1e12, 1.0], -0.05, 1e-3, 10.0),
+    ([-1.0, 0.0], [1e12, 1.0], -0.5, 0.01, 0.3),
+    ([-10.0, 0.0], [1e6, 1.0], -15.0, 1e-2, 100.0),
+    ([-10.0, 0.0], [1e12, 1.0], -12.0, 1e-2, 1e3),
+    ([-10.0, -4.0, 0.0], [1e9, 1e4, 1.0], -14.0, 1e-2, 50.0),
+    # found by a random search where Brent's acceptance test and its bookkeeping (e, d) matter
+    ([-15.531399007243838, 0.0], [1e3, 1e8], -8.393280470519464, 2.3796202618624513, 24.16224056814315),
+    ([-3.4316547583089436, -2.381515359681529, 0.0], [1e11, 1e7, 1e8], -1.1809100899815876, 0.002832110989156245,
+     132.2543323528429),
+    ([-0.36002557023764215, 0.0], [1e8, 1e3], -0.34837240064638575, 0.0022936291781078654, 48.616820924774366),
+    ([-0.8873088743608148, -0.8236100136812076, 0.0], [1e11, 1e10, 1e9], -0.29680995784614983, 0.013704204938081305,
+     70.64417717064023),
+    ([-3.093512197089523, -1.6776895682619908, 0.0], [1e11, 1e9, 1.0], -1.6285012214198653, 0.002142860839410054,
+     462.7158123563296),
+    ([-0.18188178231694546, 0.0], [1e21, 1e6], -0.004687833092883443, 0.00047307651291434946, 0.09419540869379857),
+    ([-0.3145136583990981, -0.19304259356962286, 0.0], [1e30, 1e16, 1e17], -0.011004756327119591,
+     4.350378769353369e-05, 1.0567481769613665),
+]
+
+
+def test_libmr_zero_matches_scalar_wdfzero_on_curved_equations():
+    k = len(CURVED_ROWS)
+    x0, w = np.zeros((k, 3)), np.zeros((k, 3))
+    for i, (r, wr, *_ ) in enumerate(CURVED_ROWS):
+        x0[i, : len(r)], w[i, : len(r)] = r, wr
+    xbar = np.array([c[2] for c in CURVED_ROWS])
+    lo, hi = np.array([c[3] for c in CURVED_ROWS]), np.array([c[4] for c in CURVED_ROWS])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = evt._libmr_zero(lo, hi, x0, w, xbar)
+    for i, (r, wr, xb, a, b) in enumerate(CURVED_ROWS):
+        f = _row_f(r, xb, wr)
+        assert got[i] == pytest.approx(_ref_wdfzero(f, a, b), rel=1e-13, abs=0), i
+        root = brentq(f, a, b, xtol=1e-14)
+        assert got[i] == pytest.approx(root, abs=2e-6 * max(root, 1.0)), i  # libMR's tolerance
+    assert got[7:10].min() > 1.0
 
 
 def test_libmr_zero_on_a_curved_row_next_to_finished_rows(reference_tails):
@@ -331,6 +384,40 @@ def test_libmr_zero_on_a_curved_row_next_to_finished_rows(reference_tails):
     assert got[1:].tolist() == [0.5, 2.0]
 
 
+# Negative frequencies make the equation non-monotone, so that Brent's search must fall back to
+# bisection (|e| < toler or no progress); libMR never sees such rows, but its search is generic.
+NON_MONOTONE_ROWS = [
+    ([-0.18021868016661993, -0.08644800359252806, 0.0], [1e3, 10.0, -10.0], -0.18839465738072644,
+     0.00022766554674048708, 2.7620336225935795),
+    ([-11.290241498778418, -8.239333139459072, 0.0], [100.0, 1e3, -10.0], -0.8393693129484091,
+     0.014920962745622676, 700.1953243836679),
+]
+
+
+def test_libmr_zero_matches_scalar_wdfzero_when_it_must_bisect():
+    x0 = np.array([r[0] for r in NON_MONOTONE_ROWS])
+    w = np.array([r[1] for r in NON_MONOTONE_ROWS])
+    xbar, lo, hi = (np.array([r[k] for r in NON_MONOTONE_ROWS]) for k in (2, 3, 4))
+    with np.errstate(all="ignore"):
+        got = evt._libmr_zero(lo, hi, x0, w, xbar)
+    for i, (r, wr, xb, a, b) in enumerate(NON_MONOTONE_ROWS):
+        f = _row_f(r, xb, wr)
+        with np.errstate(all="ignore"):
+            assert got[i] == pytest.approx(_ref_wdfzero(f, a, b), rel=1e-13, abs=0), i
+            t = 4e-6 * max(abs(got[i]), 1.0)
+            assert (f(got[i] - t) > 0) != (f(got[i] + t) > 0), i  # a sign change within libMR's tolerance
+
+
+def test_libmr_zero_with_end_values_of_exactly_opposite_size():
+    """|f(lo)| == |f(hi)|: libMR swaps a and b only when |fc| < |fb| strictly, which decides the path."""
+    r, xb, lo, hi = [-1.0, -0.4, 0.0], -0.3, 0.012372881355932203, 0.42047648912265784
+    f = _row_f(r, xb)
+    assert f(lo) == -f(hi)
+    got = evt._libmr_zero(np.array([lo]), np.array([hi]), np.array([r]), np.ones((1, 3)), np.array([xb]))
+    assert got[0] == pytest.approx(_ref_wdfzero(f, lo, hi), rel=1e-13, abs=0)
+    assert got[0] == pytest.approx(brentq(f, lo, hi, xtol=1e-14), abs=2e-6)
+
+
 # ----------------------------------------------------------------------------- public fits
 
 
@@ -346,15 +433,19 @@ def test_fit_high_many_libmr_equals_scalar_port(all_tails):
 
 
 def _weibull_mle(x):
-    """The Weibull MLE (location 0) from its shape equation, solved by scipy's brentq."""
-    lx = np.log(x)
+    """The Weibull MLE (location 0) from its shape equation, solved by scipy's brentq.
+
+    The equation is invariant to rescaling x, so x / max(x) keeps x**k from overflowing."""
+    top = x.max()
+    u = x / top
+    lu = np.log(u)
 
     def g(k):
-        xk = x**k
-        return (xk * lx).sum() / xk.sum() - 1.0 / k - lx.mean()
+        uk = u**k
+        return (uk * lu).sum() / uk.sum() - 1.0 / k - lu.mean()
 
     k = brentq(g, 1e-3, 1e3, xtol=1e-15, rtol=1e-15, maxiter=500)
-    return k, np.mean(x**k) ** (1.0 / k)
+    return k, top * np.mean(u**k) ** (1.0 / k)
 
 
 def test_fit_high_mle_equals_brentq_on_the_shape_equation(all_tails):
@@ -482,6 +573,17 @@ def test_newton_zero_stays_inside_a_wide_bracket(reference_tails):
     for lo, hi in [(1e-3, 100.0), (1e-3, 1e4), (0.5 * root, 1.0001 * root), (0.999 * root, 50 * root)]:
         got = evt._newton_zero(np.array([lo]), np.array([hi]), r[None], np.ones((1, r.size)), np.array([xb]))
         assert got[0] == pytest.approx(root, rel=1e-14), (lo, hi)
+
+
+@pytest.mark.parametrize("scale", [1e-8, 1e-3, 1e3, 1e8])
+def test_newton_zero_is_scale_free(reference_tails, scale):
+    """Scaling x0 by c scales the root by c; the solver's relative stopping rule keeps full precision."""
+    r = _ref_prepare(reference_tails[0])[0] * scale
+    xb = r.sum() / r.size
+    lo, hi = _ref_bracket(r, xb)
+    got = evt._newton_zero(np.array([lo]), np.array([hi]), r[None], np.ones((1, r.size)), np.array([xb]))
+    root = brentq(_row_f(r, xb), lo, hi, xtol=1e-300, rtol=1e-15)
+    assert got[0] == pytest.approx(root, rel=1e-13)
 
 
 def test_newton_zero_returns_an_exact_root_at_the_midpoint():

@@ -27,6 +27,7 @@ def test_cross_entropy_default_is_plain_negative_log_softmax():
     # logits (0, ln 2, ln 3) give softmax (1/6, 2/6, 3/6); class 2 costs -ln(1/2) = ln 2
     loss = CrossEntropyLoss(3)
     assert (loss.num_classes, loss.label_smoothing) == (3, 0.0)
+    assert loss.last_terms == {}  # nothing to log before the first batch
     logits = torch.tensor([[0.0, LN2, LN3]], dtype=torch.float64)
     got = loss(logits, torch.tensor([2]))
     assert got.item() == pytest.approx(LN2, abs=1e-12)

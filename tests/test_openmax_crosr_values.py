@@ -26,6 +26,11 @@ from osrkit.scores.openmax import OpenMax, pairwise_distance, rank_weights
 f64 = torch.float64
 
 
+def _whole(message: str) -> str:
+    """A pattern matching exactly this message, nothing before or after it."""
+    return "^" + re.escape(message) + "$"
+
+
 # ----------------------------------------------------------------------------- reference OpenMax
 
 
@@ -185,7 +190,7 @@ def test_rank_weights_break_many_ties_by_column_order():
 
 
 def test_w_scores_stay_on_the_logits_device():
-    """Computed on the 'meta' device: every intermediate must follow the logits' device."""
+    """Logits on the 'meta' device: the w-scores land there too, and features given on the CPU are moved there."""
     logits, labels, feats, test, test_feats = _data(seed=3, d_extra=2)
     om = OpenMax(tailsize=5, alpha=2).fit(torch.from_numpy(logits), torch.from_numpy(labels))
     w = om.w_scores(torch.from_numpy(test).to("meta"))
@@ -223,7 +228,7 @@ def test_float32_training_logits_give_float64_means():
     logits, labels = _small()
     om = OpenMax(tailsize=3, alpha=2, distance="euclidean").fit(logits.float(), labels)
     assert om.mean_vectors.dtype == f64
-    # the means of float32 inputs, averaged in float64 (float32 mean differs in the last bits of 11/3)
+    # averaged in float64: a float32 mean would round 1/3 and 1/6 to float32
     np.testing.assert_array_equal(om.mean_vectors[0].numpy(), np.array([9.0, 1.0, 0.5]) / 3)
 
 
@@ -246,9 +251,9 @@ def test_non_real_inputs_are_named():
 
 def test_fit_messages_name_the_argument():
     logits, labels = _small()
-    with pytest.raises(ValueError, match=re.escape("OpenMax.fit needs labels: the Outputs passed have labels=None")):
+    with pytest.raises(ValueError, match=_whole("OpenMax.fit needs labels: the Outputs passed have labels=None")):
         OpenMax().fit(Outputs(logits=logits))
-    with pytest.raises(ValueError, match=re.escape("OpenMax.fit needs train_labels (or an Outputs with labels)")):
+    with pytest.raises(ValueError, match=_whole("OpenMax.fit needs train_labels (or an Outputs with labels)")):
         OpenMax().fit(logits)
     with pytest.raises(ValueError, match=re.escape("train_logits must be (N, K) with K >= 2 classes, got shape (9,)")):
         OpenMax().fit(logits[:, 0], labels)
@@ -267,13 +272,13 @@ def test_failed_weibull_fit_reports_the_tail_sizes():
 def test_feature_mismatch_messages():
     logits, labels = _small()
     omf = OpenMax(tailsize=3).fit(logits, labels, features=torch.cat([logits, logits], 1))
-    with pytest.raises(ValueError, match=re.escape(
+    with pytest.raises(ValueError, match=_whole(
             "OpenMax was fitted on features: pass features to probabilities/score too")):
         omf.probabilities(logits)
     with pytest.raises(ValueError, match=re.escape("features must have shape (9, 6), got (9, 3)")):
         omf.probabilities(logits, features=logits)
     om = OpenMax(tailsize=3).fit(logits, labels)
-    with pytest.raises(ValueError, match=re.escape(
+    with pytest.raises(ValueError, match=_whole(
             "OpenMax was fitted on logits (features=None): do not pass features when scoring")):
         om.probabilities(logits, features=logits)
     with pytest.raises(ValueError, match=re.escape(
@@ -365,7 +370,7 @@ def test_latent_messages():
     out = _outputs()
     with pytest.raises(ValueError, match=re.escape("a latent map must be (N, C, ...), got shape (3,)")):
         pool_map(torch.zeros(3), "avg")
-    with pytest.raises(ValueError, match=re.escape('outputs.extras["latent_maps"] is empty')):
+    with pytest.raises(ValueError, match=_whole('outputs.extras["latent_maps"] is empty')):
         latent_vector(Outputs(logits=out.logits, extras={"latent_maps": []}))
     with pytest.raises(ValueError, match=re.escape(
             'CROSR needs latents: outputs.extras must hold "latents" (N, D) or "latent_maps" '
@@ -373,7 +378,7 @@ def test_latent_messages():
         latent_vector(Outputs(logits=out.logits))
     with pytest.raises(ValueError, match=re.escape("latents have 4 rows, logits have 5")):
         latent_vector(Outputs(logits=out.logits, extras={"latents": torch.zeros(4, 2)}))
-    with pytest.raises(ValueError, match=re.escape("CROSRScorer.fit needs labels: the Outputs passed have labels=None")):
+    with pytest.raises(ValueError, match=_whole("CROSRScorer.fit needs labels: the Outputs passed have labels=None")):
         CROSRScorer().fit(_outputs(labels=False))
     state = CROSRScorer().state_dict()
     with pytest.raises(ValueError, match=re.escape("pool must be one of ('avg', 'max'), got 'median'")):

@@ -1,7 +1,7 @@
 """Batched preprocessing and augmentation (osrkit.data.transforms) on tiny tensors, against hand-worked
 values, PIL, numpy and the geometry of the crop each sample receives."""
 
-import math
+import warnings
 
 import numpy as np
 import pytest
@@ -27,8 +27,9 @@ def _pil_resize(x: torch.Tensor, size: int) -> np.ndarray:
                                for img in sample]) for sample in x])
 
 
-@pytest.mark.parametrize("shape", [(2, 3, 4, 6), (2, 3, 6, 4), (1, 4, 4, 6), (2, 3, 13, 9)],
-                         ids=["height-is-size", "width-is-size", "channels-and-height-are-size", "both-differ"])
+@pytest.mark.parametrize("shape", [(2, 3, 4, 6), (2, 3, 6, 4), (1, 4, 4, 6), (1, 4, 6, 4), (2, 3, 13, 9)],
+                         ids=["height-is-size", "width-is-size", "channels-and-height-are-size",
+                              "channels-and-width-are-size", "both-differ"])
 def test_resize_matches_pil_whenever_either_side_differs(shape):
     size = 4 if shape != (2, 3, 13, 9) else 5
     x = torch.randint(0, 256, shape, generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
@@ -36,6 +37,14 @@ def test_resize_matches_pil_whenever_either_side_differs(shape):
     assert out.shape == (shape[0], shape[1], size, size) and out.dtype == torch.uint8
     # torchvision's integer antialias and PIL's can differ by one grey level
     assert np.abs(out.numpy().astype(int) - _pil_resize(x, size)).max() <= 1
+
+
+def test_resize_a_single_image_without_batch_dimension():
+    """(C, H, W) works too (torchvision resizes the last two dimensions): width already right, height not."""
+    x = torch.randint(0, 256, (3, 6, 4), generator=torch.Generator().manual_seed(6), dtype=torch.uint8)
+    out = resize_uint8(x, 4)
+    assert out.shape == (3, 4, 4)
+    assert np.abs(out.numpy().astype(int) - _pil_resize(x[None], 4)[0]).max() <= 1
 
 
 def test_resize_to_the_current_size_returns_the_images_unchanged():
@@ -66,6 +75,27 @@ def test_normalize_float_input_is_taken_as_unit_range_and_left_untouched():
     assert torch.equal(x, before)
 
 
+def test_normalize_stays_float32_under_a_float64_default_dtype():
+    x = torch.randint(0, 256, (1, 3, 2, 2), generator=torch.Generator().manual_seed(4), dtype=torch.uint8)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        out = normalize(x, MEAN, STD)
+    finally:
+        torch.set_default_dtype(previous)
+    assert out.dtype == torch.float32
+
+
+def test_normalize_builds_mean_and_std_on_the_images_device():
+    """Under another default device (meta here) the constants still follow the images (CPU)."""
+    x = torch.randint(0, 256, (1, 3, 2, 2), generator=torch.Generator().manual_seed(5), dtype=torch.uint8)
+    with torch.device("meta"):
+        out = normalize(x, MEAN, STD)
+    ref = (x.numpy() / 255.0 - np.array(MEAN)[None, :, None, None]) / np.array(STD)[None, :, None, None]
+    assert out.device.type == "cpu"
+    np.testing.assert_allclose(out.numpy(), ref, rtol=1e-5, atol=1e-6)
+
+
 # ---------------------------------------------------------------- augmentation
 
 
@@ -92,6 +122,38 @@ def test_full_area_crop_without_flip_is_the_identity():
     out = BatchAugment(crop_scale=(1.0, 1.0), flip=False)(x, torch.Generator().manual_seed(0))
     assert out.shape == x.shape and out.dtype == x.dtype
     torch.testing.assert_close(out, x, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("area", [1.5, 61.0])
+def test_crop_scale_above_one_is_capped_at_the_whole_image(area):
+    """The crop never zooms out past the image: any area above 1 samples exactly the whole image (in
+    float32 sqrt(area / exp(log area)) is 1 + 1 ulp at 61: the cap must hold there too)."""
+    x = torch.rand(4, 2, 5, 7, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    out = BatchAugment(crop_scale=(area, area), flip=False)(x, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out, x, atol=1e-12, rtol=0)
+
+
+def test_crops_never_read_outside_the_image():
+    """Border padding: a constant image stays constant, edge pixels included, whatever the crop and flip."""
+    x = torch.full((50, 1, 6, 6), 0.75, dtype=torch.float64)
+    out = make_augment("crop-flip")(x, torch.Generator().manual_seed(9))
+    torch.testing.assert_close(out, x, atol=1e-12, rtol=0)
+
+
+def test_augment_emits_no_warnings():
+    """align_corners is given explicitly (torch warns when affine_grid / grid_sample fall back to the default)."""
+    x = torch.rand(3, 2, 5, 5, generator=torch.Generator().manual_seed(10))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        make_augment("crop-flip")(x, torch.Generator().manual_seed(0))
+    assert [str(w.message) for w in caught] == []
+
+
+def test_augment_keeps_the_batch_on_its_device():
+    """The sampling grid is moved to the batch's device (meta here, standing in for an accelerator)."""
+    x = torch.empty(3, 2, 5, 5, device="meta")
+    out = make_augment("crop-flip")(x, torch.Generator().manual_seed(0))
+    assert out.device == x.device and out.shape == x.shape
 
 
 W = 16
