@@ -326,3 +326,24 @@ def test_scorer_states_and_temperatures_are_checked_like_their_constructors():
         MOvRScore().load_state_dict({"margin_on": "bogus"})
     with pytest.raises(ValueError, match="margin_on must be one of all, target, two-sided, got 'bogus'"):
         OvRGraph("target", 32.0, 0.5, "bogus")
+
+
+def test_cac_scorer_state_round_trip_keeps_the_fitted_anchors():
+    """The saved state is {"anchors": the class means of correct logits}; a loaded scorer scores identically:
+    distance to each anchor times (1 - softmin of the distances), the class with the smallest product first."""
+    from osrkit.scores.cac import CACScore
+
+    logits = torch.tensor([[3.0, 0.0], [2.0, 1.0], [0.0, 4.0], [5.0, 0.0]])
+    labels = torch.tensor([0, 0, 1, 1])  # the last one is misclassified: not in class 1's mean
+    fitted = CACScore(2).fit(Outputs(logits=logits, labels=labels))
+    state = fitted.state_dict()
+    assert list(state) == ["anchors"]
+    torch.testing.assert_close(state["anchors"], torch.tensor([[2.5, 0.5], [0.0, 4.0]], dtype=torch.float64))
+    loaded = CACScore(2).load_state_dict(state)
+    x = Outputs(logits=torch.tensor([[1.0, 1.0], [4.0, -1.0]]))
+    torch.testing.assert_close(loaded.score(x).unknown_scores, fitted.score(x).unknown_scores)
+    d = torch.cdist(x.logits.double(), state["anchors"])
+    expected = (d * (1 - torch.softmax(-d, dim=1))).min(1).values
+    torch.testing.assert_close(loaded.score(x).unknown_scores, expected)
+    with pytest.raises(KeyError, match="anchors"):
+        CACScore(2).load_state_dict({"ANCHORS": state["anchors"]})
