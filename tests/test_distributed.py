@@ -86,3 +86,35 @@ def test_without_option_and_sync_bn_on_cpu():
 
     with pytest.raises(ValueError, match="--sync-bn needs CUDA"):
         wrap(torch.nn.BatchNorm1d(2), "cpu", sync_bn=True)
+
+
+def test_ddp_only_inside_a_joined_process_group(monkeypatch):
+    """A launcher's RANK/WORLD_SIZE alone (e.g. `osrkit run` inside a job that exports them) does not make a
+    run distributed: without a joined group it trains, fits and scores as one process."""
+    from osrkit.data.tasks import make_task
+    from osrkit.engine import distributed
+    from osrkit.engine.pipeline import fit_method
+    from osrkit.methods import default_config
+
+    import torch
+
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert distributed.active() == (0, 1) and distributed.is_main()
+    torch.set_num_threads(1)
+    trained = fit_method("softmax", make_task("digits", 0), default_config("softmax", "digits").replace(epochs=1),
+                         progress=False)
+    assert trained.scorer is not None and "distributed" not in trained.meta
+
+
+def test_shards_partition_each_batch_and_a_tiny_last_batch_still_feeds_every_rank():
+    from osrkit.engine.distributed import shard
+
+    import torch
+
+    batch = torch.arange(10, 17)  # 7 samples on 2 ranks
+    assert shard(batch, 0, 2).tolist() == [10, 12, 14, 16] and shard(batch, 1, 2).tolist() == [11, 13, 15]
+    last = torch.tensor([42])  # fewer samples than ranks: each rank gets one, so no rank skips the step
+    assert [shard(last, r, 3).tolist() for r in range(3)] == [[42], [42], [42]]
+    two = torch.tensor([7, 8])
+    assert [shard(two, r, 3).tolist() for r in range(3)] == [[7], [8], [7]]

@@ -154,3 +154,39 @@ def test_one_heartbeat_keeps_many_claims_alive(store):
     assert not any(other.claim(k, stale_after=1.5) for k in ("k1", "k250", "k499", "k500", "k508"))  # both chunks
     assert time.monotonic() - t0 < 1.5  # (so each claim above was judged within 1.5 s of the beat)
     assert store.claim("k509") and not store.claim("k0", stale_after=1.5)
+
+
+def test_passwords_never_reach_messages_or_paths():
+    from osrkit.results.postgres import PostgresStore, redact
+
+    assert redact("postgresql://me:secret@db:5432/osr") == "postgresql://me:***@db:5432/osr"
+    assert redact("postgresql://me@db/osr?sslmode=require&password=secret") == \
+        "postgresql://me@db/osr?sslmode=require&password=***"
+    store = PostgresStore.__new__(PostgresStore)  # no server needed: only the URL is read
+    for url, name in (("postgresql://u:secret@host:5432", "postgres"), ("postgresql://u:secret@host:5432/grid", "grid")):
+        store.url = url
+        assert store.default_checkpoint_dir() == Path("osrkit-checkpoints") / name
+
+
+DRIVER = textwrap.dedent("""
+    import sys; sys.path.insert(0, {src!r})
+    import torch; torch.set_num_threads(1)
+    from osrkit.results.grid import GridConfig, run_grid
+    run_grid(GridConfig([{method!r}], ["digits"], [0], [0], epochs=3, db={db!r}, checkpoint_dir={ck!r}),
+             progress=False)
+""")
+
+
+def test_two_drivers_running_methods_of_one_trainer_train_the_network_once(tmp_path):
+    """softmax in one driver, mls in another: one network, one file; one driver trains it, the other waits
+    for the network's claim and reuses it (before the claim, both trained it into the same file at once)."""
+    db, ck = str(tmp_path / "r.db"), str(tmp_path / "ck")
+    procs = [subprocess.Popen([sys.executable, "-c", DRIVER.format(src=SRC, method=m, db=db, ck=ck)],
+                              stderr=subprocess.PIPE, text=True) for m in ("softmax", "mls")]
+    errs = [p.communicate(timeout=600)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [e[-1500:] for e in errs]
+    rows = ResultsStore(db).rows()
+    assert sorted(r["method"] for r in rows) == ["mls", "softmax"]
+    assert len({r["extra"]["checkpoint"] for r in rows}) == 1 and len(list(Path(ck).glob("*.pt"))) == 1
+    reused = [r for r in rows if r["extra"].get("shared_training_with")]
+    assert len(reused) == 1 and reused[0]["extra"]["resumed_from_epoch"] == 3  # trained once, then reused

@@ -93,3 +93,8 @@ def test_a_killed_worker_is_retried_and_resumes_from_its_checkpoint(ray_cluster,
     assert softmax["extra"]["resumed_from_epoch"] >= 1  # the retry resumed, it did not start over
     assert [h["epoch"] for h in softmax["history"]] == list(range(40))
     assert len(result["r"].trained) == 2
+
+
+def test_cuda_on_ray_without_gpus_per_run_is_refused_before_anything_runs():
+    with pytest.raises(ValueError, match="needs --gpus-per-run"):
+        GridConfig(["softmax"], ["digits"], device="cuda", executor="ray")

@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 
 import torch
 
-__all__ = ["rank_and_world", "is_main", "setup", "wrap", "average_gradients", "shard", "launch", "teardown"]
+__all__ = ["rank_and_world", "active", "is_main", "setup", "wrap", "average_gradients", "shard", "launch", "teardown"]
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -27,8 +27,18 @@ def rank_and_world() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
+def active() -> tuple[int, int]:
+    """(rank, world size) of the process group this process joined (`setup`); (0, 1) when it joined none, even
+    under a launcher that exports RANK/WORLD_SIZE for something else (`osrkit run`, `bench`: one process each)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def is_main() -> bool:
-    return rank_and_world()[0] == 0
+    return active()[0] == 0
 
 
 def setup(device: str) -> str:
@@ -79,7 +89,11 @@ def average_gradients(params: Iterable[torch.nn.Parameter]) -> None:
 
 
 def shard(indices: torch.Tensor, rank: int, world: int) -> torch.Tensor:
-    """This rank's slice of a global batch: positions rank, rank + world, ..."""
+    """This rank's slice of a global batch: positions rank, rank + world, ... A last batch with fewer samples
+    than ranks gives each rank one of them (some twice), so every rank steps and the number of steps per epoch,
+    and with it the learning-rate schedule, is the single-process one whatever the world size."""
+    if 0 < len(indices) < world:
+        return indices[rank % len(indices):rank % len(indices) + 1]
     return indices[rank::world]
 
 

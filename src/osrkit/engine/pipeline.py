@@ -87,7 +87,7 @@ def fit_method(method: str, task: OpenSetTask, cfg: TrainConfig, checkpoint: str
     if hasattr(loss_fn, "bind"):  # losses with their own heads on the model's outputs (rotation)
         loss_fn.bind(model, task.in_channels, task.image_size)
     meta = _meta(method, task, cfg)
-    rank, world = distributed.rank_and_world()
+    rank, world = distributed.active()
     if world > 1:
         meta["distributed"] = {"world_size": world, "sync_bn": sync_bn, "backend": "nccl" if device.startswith("cuda") else "gloo"}
     t0 = time.perf_counter()

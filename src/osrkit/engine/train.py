@@ -149,8 +149,11 @@ def train(model: torch.nn.Module, loss_fn: torch.nn.Module, task: OpenSetTask, c
     with DDP and rank 0 alone validates and checkpoints (`osrkit.engine.distributed`).
     """
     cfg = cfg.resolved(device)
-    rank, world = distributed.rank_and_world()
+    rank, world = distributed.active()
     main = rank == 0
+    if world > 1 and cfg.batch_size < world:
+        raise ValueError(f"--batch-size {cfg.batch_size} is the global batch and must be at least the number of DDP "
+                         f"ranks ({world})")
     torch.manual_seed(cfg.seed)
     model.to(device)
     loss_fn.to(device)
@@ -162,8 +165,6 @@ def train(model: torch.nn.Module, loss_fn: torch.nn.Module, task: OpenSetTask, c
     if n == 0:
         raise ValueError(f"task {task.name} has no training images")
     steps = math.ceil(n / cfg.batch_size)
-    if world > 1 and 0 < n % cfg.batch_size < world:  # a last batch too small to give every rank a sample
-        steps -= 1
     sched = make_scheduler(opt, cfg, steps)
     gen = torch.Generator().manual_seed(cfg.seed)
     augment = make_augment(cfg.augment)

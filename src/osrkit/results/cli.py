@@ -129,8 +129,8 @@ def cmd_table(args: argparse.Namespace) -> int:
     store = open_store(args.db, create=False)
     rows = store.rows(method=_csv_or_none(args.methods), task=_csv_or_none(args.tasks), family=args.family)
     if not rows:
-        raise ValueError(f"no stored runs in {args.db} match (methods={args.methods}, tasks={args.tasks}, "
-                         f"family={args.family}); run `osrkit bench --db {args.db}` first")
+        raise ValueError(f"no stored runs in {store} match (methods={args.methods}, tasks={args.tasks}, "
+                         f"family={args.family}); run `osrkit bench --db {store}` first")
     text = render(rows, args.format, _csv_or_none(args.metrics) or list(DEFAULT_METRICS))
     if args.out:
         atomic_write_text(args.out, text)

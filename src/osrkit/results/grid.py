@@ -54,6 +54,9 @@ class GridConfig:
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
             raise ValueError(f"unknown executor {self.executor!r}; choose {' or '.join(EXECUTORS)}")
+        if self.executor == "ray" and str(self.device).startswith("cuda") and not self.gpus_per_run:
+            raise ValueError(f"--device {self.device} with --executor ray needs --gpus-per-run (e.g. 1): Ray shows "
+                             "a task no GPU it has not reserved")
         if self.cpus_per_run <= 0 or self.gpus_per_run < 0:
             raise ValueError(f"--cpus-per-run must be > 0 and --gpus-per-run >= 0 (got {self.cpus_per_run}, "
                              f"{self.gpus_per_run})")
@@ -113,7 +116,7 @@ def run_grid(grid: GridConfig, *, progress: bool = True, on_epoch: Callable[[int
 def _run_local(grid: GridConfig, specs: Sequence[RunSpec], store, progress: bool, on_epoch, console) -> GridResult:
     """The runs one after another in this process (tasks built once per task, split and seed)."""
     from osrkit.results.progress import GridProgress
-    from osrkit.results.runner import TaskCache, run_one
+    from osrkit.results.runner import TaskCache, network_claim, run_one
 
     if grid.threads:
         import torch
@@ -136,9 +139,10 @@ def _run_local(grid: GridConfig, specs: Sequence[RunSpec], store, progress: bool
                 continue
             try:
                 task = tasks_cache.get(spec)
-                with Heartbeat(store, [key]) if grid.claim else nullcontext():
-                    _, _, rec = run_one(spec, task, grid.device, ckdir / spec.checkpoint_name(task, grid.share_training),
-                                        prog, on_epoch=on_epoch)
+                ckpt = ckdir / spec.checkpoint_name(task, grid.share_training)
+                with Heartbeat(store, [key]) if grid.claim else nullcontext(), \
+                        network_claim(store, ckpt) if grid.claim else nullcontext():
+                    _, _, rec = run_one(spec, task, grid.device, ckpt, prog, on_epoch=on_epoch)
                 store.add(rec)
                 result.trained.append(key)
             finally:

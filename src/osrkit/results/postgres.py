@@ -57,8 +57,9 @@ _SCHEMA_LOCK = 0x05E1C17  # one advisory lock id: concurrent first connections c
 
 
 def redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    """The URL without its password (in the user part or a `password=` parameter), for messages."""
+    url = re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    return re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", url)
 
 
 class PostgresStore:
@@ -79,7 +80,10 @@ class PostgresStore:
 
     def default_checkpoint_dir(self) -> Path:
         """`./osrkit-checkpoints/<database name>`; with several machines pass a shared --checkpoint-dir."""
-        return Path("osrkit-checkpoints") / (self.url.rsplit("/", 1)[-1].split("?")[0] or "postgres")
+        from psycopg.conninfo import conninfo_to_dict
+
+        name = str(conninfo_to_dict(self.url).get("dbname") or "postgres")
+        return Path("osrkit-checkpoints") / re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
     # -- connections and transactions -------------------------------------------------------------
     def _connect(self):

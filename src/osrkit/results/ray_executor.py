@@ -37,7 +37,7 @@ def run_group(spec_dicts: list[dict[str, Any]], settings: dict[str, Any]) -> lis
     from rich.console import Console
 
     from osrkit.results.progress import GridProgress
-    from osrkit.results.runner import TaskCache, run_one
+    from osrkit.results.runner import TaskCache, network_claim, run_one
     from osrkit.results.store import open_store
 
     torch.set_num_threads(int(settings["threads"]))
@@ -50,8 +50,9 @@ def run_group(spec_dicts: list[dict[str, Any]], settings: dict[str, Any]) -> lis
     for spec in specs:
         if not store.has(spec.key):  # a retried task skips what its first attempt stored
             task = cache.get(spec)
-            _, _, rec = run_one(spec, task, settings["device"],
-                                ckdir / spec.checkpoint_name(task, settings["share_training"]), quiet)
+            ckpt = ckdir / spec.checkpoint_name(task, settings["share_training"])
+            with network_claim(store, ckpt):  # another driver may be training this network right now
+                _, _, rec = run_one(spec, task, settings["device"], ckpt, quiet)
             store.add(rec)
         done.append(spec.key)
     return done
@@ -94,7 +95,9 @@ def run_on_ray(grid, specs: Sequence[RunSpec], store, progress: bool = True, con
         groups: OrderedDict[tuple, list[RunSpec]] = OrderedDict()
         for spec in todo:
             groups.setdefault(spec.network(grid.share_training), []).append(spec)
-        settings = {"db": store_address(store), "data_root": str(grid.data_root) if grid.data_root else None,
+        from osrkit.data.datasets import default_data_root
+
+        settings = {"db": store_address(store), "data_root": str(Path(default_data_root(grid.data_root)).resolve()),
                     "download": grid.download, "device": grid.device,
                     "checkpoint_dir": str(checkpoint_dir(grid, store).resolve()), "share_training": grid.share_training,
                     "threads": grid.threads or max(1, int(grid.cpus_per_run))}
@@ -113,7 +116,11 @@ def run_on_ray(grid, specs: Sequence[RunSpec], store, progress: bool = True, con
                     try:
                         result.trained += ray.get(ready[0])
                     except Exception as e:  # one failed network does not stop the others
-                        failures.append(f"{group[0].label}: {str(e).strip().splitlines()[-1]}")
+                        lines = str(e).strip().splitlines() or [type(e).__name__]
+                        failures.append(f"{group[0].label}: {lines[-1]}")
+                        if grid.claim:
+                            for s in group:  # give the failed runs back at once
+                                store.release(s.key)
                     done += len(group)
                     prog.remote(done, len(pending))
         finally:
@@ -121,6 +128,7 @@ def run_on_ray(grid, specs: Sequence[RunSpec], store, progress: bool = True, con
                 for key in claimed:
                     store.release(key)
     if failures:
-        raise RuntimeError(f"{len(failures)} Ray task(s) failed after {MAX_RETRIES} retries: " + "; ".join(failures))
+        raise RuntimeError(f"{len(failures)} Ray task(s) failed (an error raised by the run is not retried; a dead "
+                           f"worker is, up to {MAX_RETRIES} times): " + "; ".join(failures))
     return result
 

@@ -7,8 +7,9 @@ is safe to repeat: a stored key is skipped, a checkpoint is resumed, an unreadab
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from osrkit.results.plan import RunSpec
 from osrkit.results.progress import GridProgress
@@ -25,7 +26,7 @@ def quarantine_corrupt(checkpoint: Path) -> Path | None:
     try:
         load_checkpoint(checkpoint)
         return None
-    except (ValueError, OSError):
+    except ValueError:  # unreadable content; an I/O error (e.g. a stale NFS handle) is raised, never "fixed"
         target = checkpoint.with_name(checkpoint.name + ".corrupt")
         n = 1
         while target.exists():
@@ -87,6 +88,26 @@ class TaskCache:
                                   download=self.download, seed=spec.seed)
             self.key = key
         return self.task
+
+
+NETWORK_POLL_S = 2.0
+
+
+@contextmanager
+def network_claim(store, checkpoint: Path, poll: float = NETWORK_POLL_S) -> Iterator[None]:
+    """Hold the claim on the network a checkpoint file holds while this process trains or reuses it: methods of
+    one trainer share the file, so a second driver (or Ray task) running another of them waits here, then reuses
+    the finished network instead of training it a second time. A dead holder's claim expires as usual."""
+    from osrkit.results.store import Heartbeat
+
+    key = f"network:{checkpoint.name}"
+    while not store.claim(key):
+        time.sleep(poll)
+    try:
+        with Heartbeat(store, [key]):
+            yield
+    finally:
+        store.release(key)
 
 
 def run_one(spec: RunSpec, task, device: str, checkpoint: Path, progress: GridProgress,
