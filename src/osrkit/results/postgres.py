@@ -10,7 +10,6 @@ back identically from both back ends.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
@@ -20,8 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from osrkit.results.store import (BUSY_TIMEOUT_S, CLAIM_LIFETIME_S, FILTER_COLUMNS, JSON_COLUMNS, SCHEMA_VERSION,
-                                  RunRecord, _claim_is_stale)
+from osrkit.results.store import (BUSY_TIMEOUT_S, CLAIM_LIFETIME_S, SCHEMA_VERSION, RunRecord, parse_json_columns,
+                                  rows_query, take_claim)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -151,22 +150,9 @@ class PostgresStore:
 
     def rows(self, filters: Mapping[str, Any] | None = None, **kw: Any) -> list[dict[str, Any]]:
         """Stored runs as dicts (JSON columns parsed), oldest first; filters as in the SQLite store."""
-        where, args = [], []
-        for col, val in {**(filters or {}), **kw}.items():
-            if col not in FILTER_COLUMNS:
-                raise ValueError(f"cannot filter on {col!r}; filter columns: {', '.join(FILTER_COLUMNS)}")
-            if val is None:
-                continue
-            vals = list(val) if isinstance(val, (list, tuple, set, frozenset)) else [val]
-            where.append(f"{col} = ANY(%s)")
-            args.append(vals)
-        sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
+        sql, args = rows_query(filters, kw)
         with self._read() as con:
-            out = [dict(r) for r in con.execute(sql, args)]
-        for r in out:
-            for c in JSON_COLUMNS:
-                r[c] = json.loads(r[c]) if r[c] is not None else None
-        return out
+            return parse_json_columns(dict(r) for r in con.execute(sql.replace("?", "%s"), args))
 
     def count(self) -> int:
         with self._read() as con:
@@ -175,18 +161,9 @@ class PostgresStore:
     # -- claims ----------------------------------------------------------------------------------------
     def claim(self, key: str, stale_after: float = CLAIM_LIFETIME_S) -> bool:
         """Claim `key` for this process. False when it is stored already or live-claimed by another."""
-        host, pid = socket.gethostname(), os.getpid()
         with self._write(key) as con:
-            if con.execute("SELECT 1 FROM runs WHERE key = %s", (key,)).fetchone():
-                return False
-            c = con.execute("SELECT owner, host, pid, heartbeat FROM claims WHERE key = %s", (key,)).fetchone()
-            if c is not None and c["owner"] != self.owner and not _claim_is_stale(c, stale_after):
-                return False
-            con.execute("INSERT INTO claims (key, owner, host, pid, heartbeat) VALUES (%s, %s, %s, %s, %s) "
-                        "ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, host = excluded.host, "
-                        "pid = excluded.pid, heartbeat = excluded.heartbeat",
-                        (key, self.owner, host, pid, time.time()))
-            return True
+            return take_claim(lambda sql, params: con.execute(sql.replace("?", "%s"), params), key, self.owner,
+                              stale_after)
 
     def heartbeat(self, keys: str | Iterable[str]) -> None:
         """Tell other processes these claims are alive: one statement for all of them."""

@@ -301,22 +301,9 @@ class ResultsStore:
 
         Filters by column: a value, or a list/tuple/set of accepted values (e.g. method=["softmax", "mls"]).
         """
-        where, args = [], []
-        for col, val in {**(filters or {}), **kw}.items():
-            if col not in FILTER_COLUMNS:
-                raise ValueError(f"cannot filter on {col!r}; filter columns: {', '.join(FILTER_COLUMNS)}")
-            if val is None:
-                continue
-            vals = list(val) if isinstance(val, (list, tuple, set, frozenset)) else [val]
-            where.append(f"{col} IN ({', '.join('?' * len(vals))})")
-            args += vals
-        sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
+        sql, args = rows_query(filters, kw)
         with self._read() as con:
-            out = [dict(r) for r in con.execute(sql, args)]
-        for r in out:
-            for c in JSON_COLUMNS:
-                r[c] = json.loads(r[c]) if r[c] is not None else None
-        return out
+            return parse_json_columns(dict(r) for r in con.execute(sql, args))
 
     def count(self) -> int:
         with self._read() as con:
@@ -325,18 +312,8 @@ class ResultsStore:
     # -- claims (optional: several processes sharing one grid) -------------------------------------
     def claim(self, key: str, stale_after: float = CLAIM_LIFETIME_S) -> bool:
         """Claim `key` for this process. False when it is stored already or live-claimed by another."""
-        host, pid = socket.gethostname(), os.getpid()
         with self._write() as con:
-            if con.execute("SELECT 1 FROM runs WHERE key = ?", (key,)).fetchone():
-                return False
-            c = con.execute("SELECT owner, host, pid, heartbeat FROM claims WHERE key = ?", (key,)).fetchone()
-            if c is not None and c["owner"] != self.owner and not _claim_is_stale(c, stale_after):
-                return False
-            con.execute("INSERT INTO claims (key, owner, host, pid, heartbeat) VALUES (?, ?, ?, ?, ?) "
-                        "ON CONFLICT(key) DO UPDATE SET owner = excluded.owner, host = excluded.host, "
-                        "pid = excluded.pid, heartbeat = excluded.heartbeat",
-                        (key, self.owner, host, pid, time.time()))
-            return True
+            return take_claim(con.execute, key, self.owner, stale_after)
 
     def heartbeat(self, keys: str | Iterable[str]) -> None:
         """Tell other processes these claims are alive (see `Heartbeat`): one transaction for all of them."""
@@ -407,6 +384,45 @@ def copy_rows(src, dst) -> tuple[int, int]:
         else:
             skipped += 1
     return copied, skipped
+
+
+def rows_query(filters: Mapping[str, Any] | None, kw: Mapping[str, Any]) -> tuple[str, list]:
+    """`SELECT` of the runs matching column filters (a value or a collection of values each), oldest first,
+    with `?` placeholders; both back ends use it (PostgreSQL's swaps them for `%s`)."""
+    where, args = [], []
+    for col, val in {**(filters or {}), **kw}.items():
+        if col not in FILTER_COLUMNS:
+            raise ValueError(f"cannot filter on {col!r}; filter columns: {', '.join(FILTER_COLUMNS)}")
+        if val is None:
+            continue
+        vals = list(val) if isinstance(val, (list, tuple, set, frozenset)) else [val]
+        where.append(f"{col} IN ({', '.join('?' * len(vals))})")
+        args += vals
+    return "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id", args
+
+
+def parse_json_columns(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows with their JSON columns parsed (NULL stays None)."""
+    out = list(rows)
+    for r in out:
+        for c in JSON_COLUMNS:
+            r[c] = json.loads(r[c]) if r[c] is not None else None
+    return out
+
+
+def take_claim(execute, key: str, owner: str, stale_after: float) -> bool:
+    """Inside a caller's write transaction: claim `key` for `owner` unless it is stored or live-claimed by another.
+    `execute(sql, params)` runs one statement with `?` placeholders (both back ends share this rule)."""
+    if execute("SELECT 1 FROM runs WHERE key = ?", (key,)).fetchone():
+        return False
+    c = execute("SELECT owner, host, pid, heartbeat FROM claims WHERE key = ?", (key,)).fetchone()
+    if c is not None and c["owner"] != owner and not _claim_is_stale(c, stale_after):
+        return False
+    execute("INSERT INTO claims (key, owner, host, pid, heartbeat) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET owner = excluded.owner, host = excluded.host, "
+            "pid = excluded.pid, heartbeat = excluded.heartbeat",
+            (key, owner, socket.gethostname(), os.getpid(), time.time()))
+    return True
 
 
 def _pid_alive(pid: int) -> bool:
