@@ -54,6 +54,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "movr target T=16": ("movr", {"method_params": {"margin_on": "target", "temperature": 16.0}}),
     "movr target m=0.2": ("movr", {"method_params": {"margin_on": "target", "margin": 0.2}}),
     "movr target m=0.8": ("movr", {"method_params": {"margin_on": "target", "margin": 0.8}}),
+    # third round (MNIST arpl splits 2, 3): the paper's rotation head on the margin-on-target recipe
+    "movr target + rotation": ("movr", {"method_params": {"margin_on": "target", "rotation_weight": 0.1}}),
 }
 
 
