@@ -68,7 +68,8 @@ def render(res: dict) -> str:
               f"**{'yes' if chk['movr_vs_mls'] else 'no'}**. m-OvR wins on {chk['wins']} of {len(splits)} splits against softmax.",
               "", "Readings: `target` = −log σ(T·cos(θ_ŷ+m)), the loss's own target term at the prediction; `max_cos`, "
               "`max_sigmoid` rank exactly as `target`; `loss_margin` = the whole training loss at the prediction; "
-              "`loss` = the loss at the prediction without its margin (osrkit's earlier default).", "",
+              "`loss` = the loss at the prediction without its margin (osrkit's first default); `max_projection` = "
+              "−‖f‖·max cos θ, the largest projection of the embedding on a unit prototype (keeps the feature norm).", "",
               f"Runs stored in `{res['db']}` (`osrkit table --db {res['db']}`).", "",
               f"Command: `{res['command']}`; date {res['date']}; {res['machine']['processor']}, "
               f"{res['machine']['cpu_count']} cores, torch {res['machine']['torch']}; commit {res['git_commit']}.", ""]

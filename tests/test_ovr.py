@@ -296,3 +296,22 @@ def test_ovr_method_trains_and_scores_by_its_sample_loss() -> None:
                   - sum(math.log(1 - 1 / (1 + math.exp(-float(z[i, k])))) for k in range(z.shape[1]) if k != pred[i])
                   for i in range(len(z))]
     torch.testing.assert_close(trained.scorer.score(out).unknown_scores, torch.tensor(by_formula, dtype=torch.float64))
+
+
+def test_movr_default_score_per_data_set_and_what_run_resolves() -> None:
+    """max_projection by default (chosen on MNIST `arpl`), the target term on digits (chosen there); an explicit
+    --param score= still wins, and the network identity does not depend on the score."""
+    from osrkit.engine.identity import network_identity
+    from osrkit.methods import default_config, get_method
+
+    m = get_method("movr")
+    mnist, digits = default_config("movr", "mnist"), default_config("movr", "digits")
+    assert mnist.method_params["score"] == "max_projection"
+    assert default_config("movr", "cifar10").method_params["score"] == "max_projection"
+    assert digits.method_params["score"] == "target"
+    assert m.make_scorer(6, m.resolved_params(digits.method_params)).kind == "target"
+    assert m.make_scorer(6, m.resolved_params({**digits.method_params, "score": "loss"})).kind == "loss"
+    assert default_config("softmax", "digits").method_params == dict(get_method("softmax").params)
+    # the score is a scorer parameter: both readings name one network
+    assert network_identity("movr", mnist.to_dict()) == network_identity(
+        "movr", mnist.replace(method_params={**mnist.method_params, "score": "target"}).to_dict())
