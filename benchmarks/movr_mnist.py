@@ -1,6 +1,7 @@
-"""m-OvR against softmax and MLS on the five MNIST `neal` splits, one recipe for all, through `osrkit bench`.
+"""m-OvR against softmax and MLS on the `neal` splits of one task, one recipe for all, through `osrkit bench`.
 
     python benchmarks/movr_mnist.py --config benchmarks/grid_mnist_movr.yaml
+    python benchmarks/movr_mnist.py --config benchmarks/grid_cifar10_jpeg_movr.yaml --name movr_cifar10_jpeg  # GPU
 
 Runs the grid in the YAML file (methods, splits, epochs, backbone: the same for every method) into its SQLite
 database (resumable: stored runs are skipped), then re-scores every m-OvR network with every score reading and
@@ -47,7 +48,7 @@ def _ms(v: list[float]) -> str:
 def render(res: dict) -> str:
     rows, splits = res["rows"], res["splits"]
     cfg = res["recipe"]
-    lines = [f"# m-OvR vs softmax on MNIST `neal` splits {', '.join(map(str, splits))}", "",
+    lines = [f"# m-OvR vs softmax on {res.get('task_label', 'MNIST')} `neal` splits {', '.join(map(str, splits))}", "",
              f"One recipe for every network: {cfg['model']}, {cfg['epochs']} epochs, {cfg['optimizer']} lr {cfg['lr']} "
              f"{cfg['schedule']}, batch {cfg['batch_size']}, augment {cfg['augment']}, weight decay {cfg['weight_decay']}, "
              f"precision {cfg['precision']}. m-OvR: {res['movr_params']}, model {res['movr_model_kwargs']}, "
@@ -63,7 +64,8 @@ def render(res: dict) -> str:
             lines.append(f"| {net} | {label}{default} | " + " | ".join(f"{v:.4f}" for v in a) +
                          f" | {_ms(a)} | {np.mean(o):.4f} | {np.mean(c):.4f} |")
     chk = res["acceptance"]
-    lines += ["", f"Acceptance (issue 11, point 1): m-OvR mean AUROC {chk['movr']:.4f} ≥ softmax {chk['softmax']:.4f} + 0.005: "
+    lines += ["", f"Acceptance (issue 11, point {chk.get('point', 1)}): m-OvR mean AUROC {chk['movr']:.4f} ≥ softmax "
+              f"{chk['softmax']:.4f} + {chk.get('margin', 0.005)}: "
               f"**{'yes' if chk['movr_vs_softmax'] else 'no'}**; ≥ MLS {chk['mls']:.4f}: "
               f"**{'yes' if chk['movr_vs_mls'] else 'no'}**. m-OvR wins on {chk['wins']} of {len(splits)} splits against softmax.",
               "", "Readings: `target` = −log σ(T·cos(θ_ŷ+m)), the loss's own target term at the prediction; `max_cos`, "
@@ -90,23 +92,27 @@ def main() -> None:
     kw.setdefault("data_root", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     run_grid(GridConfig.from_mapping(kw))
     ckdir = Path(kw.get("checkpoint_dir") or Path(kw["db"]).with_name(f"{Path(kw['db']).stem}-checkpoints"))
-    splits = kw["splits"]
+    splits, (task_name,) = kw["splits"], kw["tasks"]
     rows: dict = {net: {} for net in READINGS}
     for split in splits:
-        task = make_task("mnist", split=split, family="neal", data_root=kw["data_root"])
+        task = make_task(task_name, split=split, family="neal", data_root=kw["data_root"])
         for net in READINGS:
-            spec = plan_grid([net], ["mnist"], [split], [0], epochs=kw.get("epochs"), config=kw.get("config"))[0]
+            spec = plan_grid([net], [task_name], [split], [0], epochs=kw.get("epochs"), config=kw.get("config"))[0]
             rows[net][str(split)] = rescore(ckdir / spec.checkpoint_name(task), task, READINGS[net])
             print(split, net, {k: round(v["auroc"], 4) for k, v in rows[net][str(split)].items()}, flush=True)
-    movr_spec = plan_grid(["movr"], ["mnist"], [0], [0], epochs=kw.get("epochs"), config=kw.get("config"))[0]
+    movr_spec = plan_grid(["movr"], [task_name], [0], [0], epochs=kw.get("epochs"), config=kw.get("config"))[0]
+    margin = 0.005 if task_name == "mnist" else 0.01  # the issue's bar: MNIST point 1, CIFAR-10 point 4
     mp = movr_spec.config["method_params"]
     mean = lambda net, r: float(np.mean([rows[net][str(s)][r]["auroc"] for s in splits]))  # noqa: E731
     ms, sm, ml = mean("movr", mp["score"]), mean("softmax", "msp"), mean("softmax", "mls")
     wins = sum(rows["movr"][str(s)][mp["score"]]["auroc"] > rows["softmax"][str(s)]["msp"]["auroc"] for s in splits)
-    res = header() | {"splits": splits, "rows": rows, "db": str(kw["db"]), "recipe": movr_spec.config,
+    label = task.spec.get("data_label") or {"mnist": "MNIST"}.get(task_name, task_name)
+    res = header() | {"task": task_name, "task_label": label, "splits": splits, "rows": rows, "db": str(kw["db"]),
+                      "recipe": movr_spec.config,
                       "movr_params": mp, "movr_model_kwargs": movr_spec.config["model_kwargs"],
                       "movr_weight_decay_on": movr_spec.config["weight_decay_on"], "movr_default_score": mp["score"],
-                      "acceptance": {"movr": ms, "softmax": sm, "mls": ml, "movr_vs_softmax": ms >= sm + 0.005,
+                      "acceptance": {"movr": ms, "softmax": sm, "mls": ml, "movr_vs_softmax": ms >= sm + margin,
+                                     "margin": margin, "point": 1 if task_name == "mnist" else 4,
                                      "movr_vs_mls": ms >= ml, "wins": wins}}
     write(args.name, res, render(res))
     print(render(res))
