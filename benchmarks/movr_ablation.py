@@ -15,6 +15,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -69,8 +70,19 @@ def main() -> None:
     ap.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap.add_argument("--out-dir", default="runs/movr-ablation")
     ap.add_argument("--name", default="movr_ablation")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--merge", help="comma-separated result names to join into --name (runs split over processes)")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    if args.merge:
+        parts = [json.loads((RESULTS / f"{n}.json").read_text()) for n in args.merge.split(",")]
+        rows = [r for p in parts for r in p["rows"]]
+        order = list(VARIANTS)
+        rows.sort(key=lambda r: (order.index(r["variant"]), r["split"]))
+        h = parts[0] | {"command": "; ".join([*(p["command"] for p in parts), header()["command"]])}
+        h.pop("rows")
+        write(args.name, h | {"rows": rows}, render(rows, h))
+        return
+    torch.set_num_threads(args.threads)
     names = args.variants.split(";") if args.variants else list(VARIANTS)
     h = header() | {"splits": args.splits, "model": args.model, "epochs": args.epochs}
     rows = []

@@ -23,7 +23,7 @@ from osrkit.engine import pipeline
 from osrkit.results import tables
 from osrkit.results.cli import add_bench_parser, add_table_parser
 from osrkit.results.grid import GridConfig, load_grid_file, plan_grid, run_grid
-from osrkit.results.store import ResultsStore, RunRecord, config_hash, git_commit, run_key
+from osrkit.results.store import ResultsStore, RunRecord, config_hash, git_commit, rows_query, run_key
 
 SRC = str(Path(osrkit.__file__).resolve().parents[1])
 
@@ -91,6 +91,12 @@ def test_store_round_trip(tmp_path):
     assert len(store.rows(method=["mls", "softmax"], split=[0, 1])) == 2
     with pytest.raises(ValueError, match="cannot filter"):
         store.rows(bogus=1)
+    assert [r["split"] for r in store.rows(split="1")] == [1]  # an integer in text, as a CLI gives it
+    sql, args = rows_query({"split": ["0", 1.0], "seed": "2"}, {})
+    assert args == [0, 1, 2] and all(type(a) is int for a in args)  # PostgreSQL compares types strictly
+    for bad in ("x", 1.5, True, object()):
+        with pytest.raises(ValueError, match="filter split must be an integer"):
+            store.rows(split=bad)
     with sqlite3.connect(tmp_path / "r.db") as con:
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 

@@ -70,6 +70,17 @@ CREATE TABLE IF NOT EXISTS claims (
 
 JSON_COLUMNS = ("config", "metrics", "history", "extra")
 FILTER_COLUMNS = ("key", "method", "task", "family", "split", "seed", "device", "git_commit", "osrkit_version")
+INTEGER_FILTERS = ("split", "seed")
+
+
+def _as_int(col: str, value: Any) -> int:
+    """An integer filter value ("3" and 3 alike; not 3.5, True or "x"), so both back ends match the same rows."""
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError(f"filter {col} must be an integer, got {value!r}")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"filter {col} must be an integer, got {value!r}") from None
 
 
 def config_hash(config: Mapping[str, Any]) -> str:
@@ -396,6 +407,8 @@ def rows_query(filters: Mapping[str, Any] | None, kw: Mapping[str, Any]) -> tupl
         if val is None:
             continue
         vals = list(val) if isinstance(val, (list, tuple, set, frozenset)) else [val]
+        if col in INTEGER_FILTERS:  # "0" matches in SQLite (type affinity) but is a type error in PostgreSQL
+            vals = [_as_int(col, v) for v in vals]
         where.append(f"{col} IN ({', '.join('?' * len(vals))})")
         args += vals
     return "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id", args
