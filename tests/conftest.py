@@ -261,3 +261,16 @@ def postgres_server():
 def pg_url(postgres_server) -> str:
     """A fresh, empty database on the session's server."""
     return postgres_server.new_database()
+
+
+# -- CPU threads ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module (`pytestmark = pytest.mark.usefixtures("one_thread")`): tiny models
+    train far faster on one thread on a busy machine."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from osrkit.cli import main
 from osrkit.engine.checkpoint import load_checkpoint
@@ -16,12 +15,7 @@ from osrkit.methods import default_config
 from osrkit.results.store import ResultsStore
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_trainers_group_the_methods_that_train_the_same_network():

@@ -28,13 +28,7 @@ from osrkit.results.store import ResultsStore, RunRecord, config_hash, git_commi
 SRC = str(Path(osrkit.__file__).resolve().parents[1])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models train far faster on one thread on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
