@@ -1,6 +1,8 @@
-"""Jacobian-norm study on MNIST `neal` splits (Park et al. 2024): softmax, CAC and m-OvR side by side.
+"""Jacobian-norm study on `neal` splits (Park et al. 2024): softmax, CAC and m-OvR side by side.
 
     python benchmarks/jacobian_study.py --splits 0 --model vgg32-lite --epochs 2 --n 300
+    python benchmarks/jacobian_study.py --grid benchmarks/grid_cifar10_jpeg_movr.yaml --methods softmax,movr \
+        --name jacobian_study_cifar10_jpeg   # the networks an `osrkit bench` grid trained (its task and recipe)
 
 For each method and split: train (resumable checkpoints under --out-dir), evaluate AUROC/OSCR/accuracy,
 and compute the per-sample Frobenius norm of the embedding's input Jacobian for --n known-test and
@@ -29,7 +31,7 @@ from _common import RESULTS, header, write  # noqa: E402
 from osrkit.analysis.study import jacobian_study  # noqa: E402
 from osrkit.data.tasks import make_task  # noqa: E402
 from osrkit.engine.pipeline import evaluate, fit_method, load_trained  # noqa: E402
-from osrkit.results.grid import plan_grid  # noqa: E402
+from osrkit.results.grid import grid_kwargs, plan_grid  # noqa: E402
 from osrkit.methods import default_config  # noqa: E402
 
 
@@ -45,6 +47,8 @@ def main() -> None:
     ap.add_argument("--out-dir", default="runs/bench-jacobian")
     ap.add_argument("--from-bench", help="checkpoint folder of an `osrkit bench` grid with the same model, epochs and "
                                          "splits: study those networks instead of training new ones")
+    ap.add_argument("--grid", help="an `osrkit bench` YAML file: study the networks its grid trained (its task, "
+                                    "splits, epochs, recipe, data root and checkpoint folder; flags given win)")
     ap.add_argument("--name", default="jacobian_study", help="results/<name>.{json,md} and results/<name>/ plots")
     ap.add_argument("--render-only", action="store_true", help="rebuild the Markdown from results/<name>.json")
     args = ap.parse_args()
@@ -58,17 +62,19 @@ def main() -> None:
         opt = lambda flag, default: cmd[cmd.index(flag) + 1] if flag in cmd else default  # noqa: E731
         write(args.name, saved, render(saved["rows"], opt("--splits", args.splits), opt("--model", args.model),
                                               int(opt("--epochs", args.epochs)), int(opt("--n", args.n)), h=saved,
-                                              name=args.name))
+                                              name=args.name, task_label=saved.get("task_label", "MNIST")))
         return
     torch.set_num_threads(args.threads)
+    task_name, grid_config = "mnist", {"model": args.model}
+    if args.grid:
+        task_name, grid_config = _from_grid(args)
     rows = []
-    for split in [int(s) for s in args.splits.split(",")]:
-        task = make_task("mnist", split, data_root=args.data_root)
+    for split in [int(s) for s in str(args.splits).split(",")]:
+        task = make_task(task_name, split, data_root=args.data_root)
         for method in args.methods.split(","):
-            cfg = default_config(method, "mnist").replace(model=args.model, epochs=args.epochs)
+            cfg = default_config(method, task_name).replace(model=args.model, epochs=args.epochs)
             if args.from_bench:  # the very networks an `osrkit bench` grid trained (same recipe and naming)
-                spec = plan_grid([method], ["mnist"], [split], [0], epochs=args.epochs,
-                                 config={"model": args.model})[0]
+                spec = plan_grid([method], [task_name], [split], [0], epochs=args.epochs, config=grid_config)[0]
                 ckpt = Path(args.from_bench) / spec.checkpoint_name(task)
                 if not ckpt.exists():
                     raise SystemExit(f"{ckpt} not found: run the bench grid first (or drop --from-bench)")
@@ -86,8 +92,30 @@ def main() -> None:
             row["ratio"] = row["unknown_mean"] / row["known_mean"]
             rows.append(row)
             print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
-    write(args.name, {**header(), "rows": rows}, render(rows, args.splits, args.model, args.epochs, args.n,
-                                                                  name=args.name))
+    label = task.spec.get("data_label") or {"mnist": "MNIST"}.get(task_name, task_name)
+    write(args.name, {**header(), "rows": rows, "task_label": label},
+          render(rows, args.splits, args.model, args.epochs, args.n, name=args.name, task_label=label))
+
+
+def _from_grid(args: argparse.Namespace) -> tuple[str, dict]:
+    """Fill --splits, --epochs, --model, --data-root and --from-bench from a grid file, where not given on the
+    command line; returns the grid's one task and its config (which names its checkpoints)."""
+    kw = grid_kwargs({}, args.grid)
+    if len(kw.get("tasks", [])) != 1:
+        raise SystemExit(f"{args.grid}: --grid needs a grid of one task, got {kw.get('tasks')}")
+    given = set(sys.argv)
+    config = dict(kw.get("config") or {})
+    if "--splits" not in given and "splits" in kw:
+        args.splits = ",".join(map(str, kw["splits"]))
+    if "--epochs" not in given and kw.get("epochs") is not None:
+        args.epochs = kw["epochs"]
+    if "--model" not in given and "model" in config:
+        args.model = config["model"]
+    if "--data-root" not in given and kw.get("data_root"):
+        args.data_root = kw["data_root"]
+    args.from_bench = args.from_bench or kw.get("checkpoint_dir") or str(Path(kw["db"]).with_name(
+        f"{Path(kw['db']).stem}-checkpoints"))
+    return kw["tasks"][0], {**config, "model": args.model}
 
 
 def _split_orders_match(rows: list[dict], split: int) -> bool:
@@ -115,7 +143,7 @@ def _fig8_claim(rows: list[dict], mean) -> str:
 
 
 def render(rows: list[dict], splits: str, model: str, epochs: int, n: int, h: dict | None = None,
-           name: str = "jacobian_study") -> str:
+           name: str = "jacobian_study", task_label: str = "MNIST") -> str:
     """The Markdown table and the two findings, from the per-run rows."""
     for r in rows:
         r.setdefault("ratio", r["unknown_mean"] / r["known_mean"])
@@ -134,7 +162,7 @@ def render(rows: list[dict], splits: str, model: str, epochs: int, n: int, h: di
     if all("davies_bouldin" in r for r in rows):
         keys += ["davies_bouldin", "davies_bouldin_unit"]
         heads += ["Davies–Bouldin ↓", "Davies–Bouldin, unit ↓"]
-    md = [f"# Jacobian-norm study, MNIST `neal` splits {splits}: {model}, {epochs} epochs (osrkit fast recipe)", "",
+    md = [f"# Jacobian-norm study, {task_label} `neal` splits {splits}: {model}, {epochs} epochs (osrkit fast recipe)", "",
           "| method | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
     for m in methods:
         sel = [r for r in rows if r["method"] == m]
