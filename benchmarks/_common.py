@@ -44,3 +44,9 @@ def write(name: str, payload: dict, markdown: str | None = None) -> Path:
     if markdown is not None:
         atomic_write_text(RESULTS / f"{name}.md", markdown)
     return path
+
+
+def task_label(task) -> str:
+    """How a report names the task's data: its data label where it has one (e.g. "CIFAR-10 (JPEG copy)")."""
+    name = task.spec.get("dataset", "")
+    return task.spec.get("data_label") or {"mnist": "MNIST"}.get(name, name)

@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, header, write  # noqa: E402
+from _common import RESULTS, header, task_label, write  # noqa: E402
 
 from osrkit.analysis.study import jacobian_study  # noqa: E402
 from osrkit.data.tasks import make_task  # noqa: E402
@@ -58,11 +58,12 @@ def main() -> None:
             summary = RESULTS / args.name / f"{r['method']}-split{r['split']}" / "jacobian_summary.json"
             if "silhouette_cosine" not in r and summary.exists():
                 r["silhouette_cosine"] = json.loads(summary.read_text()).get("silhouette_cosine")
-        cmd = saved["command"].split()
-        opt = lambda flag, default: cmd[cmd.index(flag) + 1] if flag in cmd else default  # noqa: E731
+        cmd = saved["command"].split()  # runs saved before "recipe" joined the file: read their command line
+        opt = lambda flag, default: saved.get("recipe", {}).get(flag) or (  # noqa: E731
+            cmd[cmd.index(flag) + 1] if flag in cmd else default)
         write(args.name, saved, render(saved["rows"], opt("--splits", args.splits), opt("--model", args.model),
                                               int(opt("--epochs", args.epochs)), int(opt("--n", args.n)), h=saved,
-                                              name=args.name, task_label=saved.get("task_label", "MNIST")))
+                                              name=args.name, data_label=saved.get("task_label", "MNIST")))
         return
     torch.set_num_threads(args.threads)
     task_name, grid_config = "mnist", {"model": args.model}
@@ -92,9 +93,10 @@ def main() -> None:
             row["ratio"] = row["unknown_mean"] / row["known_mean"]
             rows.append(row)
             print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
-    label = task.spec.get("data_label") or {"mnist": "MNIST"}.get(task_name, task_name)
-    write(args.name, {**header(), "rows": rows, "task_label": label},
-          render(rows, args.splits, args.model, args.epochs, args.n, name=args.name, task_label=label))
+    label = task_label(task)
+    recipe = {"--splits": str(args.splits), "--model": args.model, "--epochs": args.epochs, "--n": args.n}
+    write(args.name, {**header(), "rows": rows, "task_label": label, "recipe": recipe},
+          render(rows, args.splits, args.model, args.epochs, args.n, name=args.name, data_label=label))
 
 
 def _from_grid(args: argparse.Namespace) -> tuple[str, dict]:
@@ -143,7 +145,7 @@ def _fig8_claim(rows: list[dict], mean) -> str:
 
 
 def render(rows: list[dict], splits: str, model: str, epochs: int, n: int, h: dict | None = None,
-           name: str = "jacobian_study", task_label: str = "MNIST") -> str:
+           name: str = "jacobian_study", data_label: str = "MNIST") -> str:
     """The Markdown table and the two findings, from the per-run rows."""
     for r in rows:
         r.setdefault("ratio", r["unknown_mean"] / r["known_mean"])
@@ -162,7 +164,7 @@ def render(rows: list[dict], splits: str, model: str, epochs: int, n: int, h: di
     if all("davies_bouldin" in r for r in rows):
         keys += ["davies_bouldin", "davies_bouldin_unit"]
         heads += ["Davies–Bouldin ↓", "Davies–Bouldin, unit ↓"]
-    md = [f"# Jacobian-norm study, {task_label} `neal` splits {splits}: {model}, {epochs} epochs (osrkit fast recipe)", "",
+    md = [f"# Jacobian-norm study, {data_label} `neal` splits {splits}: {model}, {epochs} epochs (osrkit fast recipe)", "",
           "| method | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
     for m in methods:
         sel = [r for r in rows if r["method"] == m]

@@ -24,7 +24,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, header, write  # noqa: E402
+from _common import RESULTS, header, task_label, write  # noqa: E402
 
 from osrkit.data.tasks import make_task  # noqa: E402
 from osrkit.engine.checkpoint import load_checkpoint  # noqa: E402
@@ -115,7 +115,7 @@ def main() -> None:
     mean = lambda net, r: float(np.mean([rows[net][str(s)][r]["auroc"] for s in splits]))  # noqa: E731
     ms, sm, ml = mean("movr", mp["score"]), mean("softmax", "msp"), mean("softmax", "mls")
     wins = sum(rows["movr"][str(s)][mp["score"]]["auroc"] > rows["softmax"][str(s)]["msp"]["auroc"] for s in splits)
-    label = task.spec.get("data_label") or {"mnist": "MNIST"}.get(task_name, task_name)
+    label = task_label(task)
     res = header() | {"task": task_name, "task_label": label, "splits": splits, "rows": rows, "db": str(kw["db"]),
                       "grid_splits": grid_kwargs({}, args.config)["splits"],
                       "recipe": recipe, "device": kw.get("device", "cpu"),
