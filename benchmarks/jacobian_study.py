@@ -31,7 +31,8 @@ from _common import RESULTS, header, task_label, write  # noqa: E402
 from osrkit.analysis.study import jacobian_study  # noqa: E402
 from osrkit.data.tasks import make_task  # noqa: E402
 from osrkit.engine.pipeline import evaluate, fit_method, load_trained  # noqa: E402
-from osrkit.results.grid import grid_kwargs, plan_grid  # noqa: E402
+from osrkit.results.grid import GridConfig, checkpoint_dir, grid_kwargs, plan_grid  # noqa: E402
+from osrkit.results.store import open_store  # noqa: E402
 from osrkit.methods import default_config  # noqa: E402
 
 
@@ -115,8 +116,9 @@ def _from_grid(args: argparse.Namespace) -> tuple[str, dict]:
         args.model = config["model"]
     if "--data-root" not in given and kw.get("data_root"):
         args.data_root = kw["data_root"]
-    args.from_bench = args.from_bench or kw.get("checkpoint_dir") or str(Path(kw["db"]).with_name(
-        f"{Path(kw['db']).stem}-checkpoints"))
+    if not args.from_bench:
+        grid = GridConfig.from_mapping(kw)
+        args.from_bench = str(checkpoint_dir(grid, open_store(grid.db, create=False)))
     return kw["tasks"][0], {**config, "model": args.model}
 
 

@@ -29,7 +29,8 @@ from _common import RESULTS, header, task_label, write  # noqa: E402
 from osrkit.data.tasks import make_task  # noqa: E402
 from osrkit.engine.checkpoint import load_checkpoint  # noqa: E402
 from osrkit.engine.pipeline import evaluate_readings, load_trained  # noqa: E402
-from osrkit.results.grid import GridConfig, grid_kwargs, plan_grid, run_grid  # noqa: E402
+from osrkit.results.grid import GridConfig, checkpoint_dir, grid_kwargs, plan_grid, run_grid  # noqa: E402
+from osrkit.results.store import open_store  # noqa: E402
 from osrkit.scores.ovr import MOVR_SCORE_KINDS  # noqa: E402
 
 READINGS = {"softmax": {"msp": ("softmax", {}), "mls": ("mls", {}), "energy": ("energy", {})},
@@ -97,8 +98,9 @@ def main() -> None:
         return
     kw = grid_kwargs({"device": args.device, "threads": args.threads, "splits": args.splits}, args.config)
     kw.setdefault("data_root", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-    run_grid(GridConfig.from_mapping(kw))
-    ckdir = Path(kw.get("checkpoint_dir") or Path(kw["db"]).with_name(f"{Path(kw['db']).stem}-checkpoints"))
+    grid = GridConfig.from_mapping(kw)
+    run_grid(grid)
+    ckdir = checkpoint_dir(grid, open_store(grid.db, create=False))
     splits, (task_name,) = kw["splits"], kw["tasks"]
     rows: dict = {net: {} for net in READINGS}
     for split in splits:
