@@ -52,6 +52,8 @@ def main() -> None:
                                     "splits, epochs, recipe, data root and checkpoint folder; flags given win)")
     ap.add_argument("--name", default="jacobian_study", help="results/<name>.{json,md} and results/<name>/ plots")
     ap.add_argument("--render-only", action="store_true", help="rebuild the Markdown from results/<name>.json")
+    ap.add_argument("--note", action="append", default=[], help="a dated paragraph to keep under the table (saved in "
+                                                                  "the JSON, so a later --render-only keeps it)")
     args = ap.parse_args()
     if args.render_only:
         saved = json.loads((RESULTS / f"{args.name}.json").read_text())
@@ -59,12 +61,15 @@ def main() -> None:
             summary = RESULTS / args.name / f"{r['method']}-split{r['split']}" / "jacobian_summary.json"
             if "silhouette_cosine" not in r and summary.exists():
                 r["silhouette_cosine"] = json.loads(summary.read_text()).get("silhouette_cosine")
+        saved["notes"] = saved.get("notes", []) + args.note
         cmd = saved["command"].split()  # runs saved before "recipe" joined the file: read their command line
         opt = lambda flag, default: saved.get("recipe", {}).get(flag) or (  # noqa: E731
             cmd[cmd.index(flag) + 1] if flag in cmd else default)
-        write(args.name, saved, render(saved["rows"], opt("--splits", args.splits), opt("--model", args.model),
+        splits = ",".join(map(str, sorted({r["split"] for r in saved["rows"]})))  # the rows, also of merged runs
+        write(args.name, saved, render(saved["rows"], splits, opt("--model", args.model),
                                               int(opt("--epochs", args.epochs)), int(opt("--n", args.n)), h=saved,
-                                              name=args.name, data_label=saved.get("task_label", "MNIST")))
+                                              name=args.name, data_label=saved.get("task_label", "MNIST"),
+                                              notes=saved["notes"]))
         return
     torch.set_num_threads(args.threads)
     task_name, grid_config = "mnist", {"model": args.model}
@@ -96,8 +101,8 @@ def main() -> None:
             print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
     label = task_label(task)
     recipe = {"--splits": str(args.splits), "--model": args.model, "--epochs": args.epochs, "--n": args.n}
-    write(args.name, {**header(), "rows": rows, "task_label": label, "recipe": recipe},
-          render(rows, args.splits, args.model, args.epochs, args.n, name=args.name, data_label=label))
+    write(args.name, {**header(), "rows": rows, "task_label": label, "recipe": recipe, "notes": args.note},
+          render(rows, args.splits, args.model, args.epochs, args.n, name=args.name, data_label=label, notes=args.note))
 
 
 def _from_grid(args: argparse.Namespace) -> tuple[str, dict]:
@@ -147,8 +152,8 @@ def _fig8_claim(rows: list[dict], mean) -> str:
 
 
 def render(rows: list[dict], splits: str, model: str, epochs: int, n: int, h: dict | None = None,
-           name: str = "jacobian_study", data_label: str = "MNIST") -> str:
-    """The Markdown table and the two findings, from the per-run rows."""
+           name: str = "jacobian_study", data_label: str = "MNIST", notes: list[str] | None = None) -> str:
+    """The Markdown table and the two findings, from the per-run rows; notes (saved in the JSON) go last."""
     for r in rows:
         r.setdefault("ratio", r["unknown_mean"] / r["known_mean"])
     methods = list(dict.fromkeys(r["method"] for r in rows))
@@ -177,8 +182,9 @@ def render(rows: list[dict], splits: str, model: str, epochs: int, n: int, h: di
     md += ["", "Mean ± sample standard deviation over splits. Norms: the embedding's input Jacobian (w.r.t. the normalised "
            f"input), exact, n={n} per side; plots in `results/{name}/`. Separation: on the same embedding of the n "
            "known-test samples; between/within = mean distance between class means / mean distance to the own class "
-           "mean; silhouette = scikit-learn's (euclidean, and cosine); Davies–Bouldin = scikit-learn's (the paper's measure, "
-           "lower = better separated; 'unit' on the unit-normalised embedding).", "",
+           "mean; silhouette = scikit-learn's (euclidean, and cosine)" + ("; Davies–Bouldin = scikit-learn's (the paper's "
+           "measure, lower = better separated; 'unit' on the unit-normalised embedding)" if "davies_bouldin" in keys else "")
+           + ".", "",
            f"Finding 1 (known norm < unknown norm) holds in {sum(r['known_mean'] < r['unknown_mean'] for r in rows)}"
            f" of {len(rows)} runs.", "",
            "Finding 2 (a larger gap for stronger inter-class separation). The norms of different networks' embeddings "
@@ -207,6 +213,8 @@ def render(rows: list[dict], splits: str, model: str, epochs: int, n: int, h: di
     h = h or header()
     md.append(f"Command: `{h['command']}`; date {h['date']}; {h['machine']['processor']}, {h['machine']['cpu_count']} cores; "
               f"commit {h['git_commit']}.")
+    for note in notes or []:
+        md += ["", note]
     text = "\n".join(md) + "\n"
     print(text)
     return text
