@@ -233,6 +233,9 @@ def test_missing_data_fails_before_any_training(tmp_path, calls):
     assert calls["fit"] == []
 
 
+# One epoch of 8 batches is at chance on purpose (the test is about the grid file and flags), so its divergence
+# warning is expected here and silenced.
+@pytest.mark.filterwarnings("ignore::osrkit.engine.train.DivergenceWarning")
 def test_grid_file_and_flags(tmp_path, calls):
     grid = tmp_path / "grid.yaml"
     grid.write_text(textwrap.dedent(f"""
