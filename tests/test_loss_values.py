@@ -142,6 +142,30 @@ def test_margin_logits_zero_margin_returns_exact_unclamped_cosines():
     assert torch.equal(margin_logits(cos, None, 0.0), cos)
 
 
+def test_margin_is_continued_monotonically_past_the_ends_of_the_angle_range():
+    # hand-worked: m = 0.5, 1 - cos m = 0.12241743; a target at cos -0.95 (theta 2.824 > pi - m = 2.642) and, in the
+    # two-sided reading, a non-target at cos 0.95 (theta 0.318 < m): as printed both formulas turn back there
+    jump = 1 - math.cos(0.5)
+    got = margin_logits(torch.tensor([[-0.95, 0.95]], dtype=torch.float64), torch.tensor([0]), 0.5, margin_on="two-sided")
+    assert got[0].tolist() == pytest.approx([-0.95 - jump, 0.95 + jump], abs=1e-6)
+    inside = margin_logits(torch.tensor([[-0.5, 0.5]], dtype=torch.float64), torch.tensor([0]), 0.5, margin_on="two-sided")
+    assert inside[0].tolist() == pytest.approx([math.cos(math.acos(-0.5) + 0.5), math.cos(math.acos(0.5) - 0.5)], abs=1e-9)
+
+
+@pytest.mark.parametrize("margin_on", ["all", "target", "two-sided"])
+@pytest.mark.parametrize("margin", [0.5, 1.2])
+def test_movr_loss_always_pulls_the_target_and_pushes_the_others(margin_on, margin):
+    # over the whole range of cosines, raising the target's cosine lowers the loss and raising a non-target's raises it
+    grid = torch.linspace(-0.999, 0.999, 401, dtype=torch.float64)
+    cos = torch.stack([grid, grid.flip(0)], 1).requires_grad_(True)
+    MOvRLoss(2, temperature=4.0, margin=margin, margin_on=margin_on)(cos, torch.zeros(401, dtype=torch.long)).backward()
+    assert (cos.grad[:, 0] < 0).all() and (cos.grad[:, 1] > 0).all()
+    shifted = margin_logits(grid.unsqueeze(1), None, margin)[:, 0]
+    assert (shifted.diff() > 0).all()  # increasing in the cosine
+    edge = torch.tensor([[math.cos(math.pi - margin) - 1e-9], [math.cos(math.pi - margin) + 1e-9]], dtype=torch.float64)
+    assert abs(float(margin_logits(edge, None, margin).diff(dim=0))) < 1e-6  # and continuous where it is continued
+
+
 def test_margin_logits_rejects_an_unknown_placement():
     with pytest.raises(ValueError, match=r"^margin_on must be one of \('all', 'target', 'two-sided'\), got 'both'$"):
         margin_logits(torch.zeros(1, 2), None, 0.5, margin_on="both")

@@ -41,13 +41,18 @@ COS = [[0.9, -0.2, 0.3], [0.1, 0.7, -0.95]]
 
 
 def _margined(c: list[float], y: int, m: float, margin_on: str) -> list[float]:
-    """s_k by hand: cos(theta + m) on the classes the reading gives the margin, cos(theta - m) on two-sided non-targets."""
+    """s_k by hand: cos(theta + m) on the classes the reading gives the margin, cos(theta - m) on two-sided non-targets;
+    where the shifted angle leaves [0, pi], cos theta -/+ (1 - cos m) (the continuation that keeps it monotone)."""
+    def shift(v: float, d: float) -> float:
+        phi = math.acos(v) + d
+        return v - (1 - math.cos(d)) if phi > math.pi else v + (1 - math.cos(d)) if phi < 0 else math.cos(phi)
+
     out = []
     for k, v in enumerate(c):
         if k == y or margin_on == "all":
-            out.append(math.cos(math.acos(v) + m))
+            out.append(shift(v, m))
         elif margin_on == "two-sided":
-            out.append(math.cos(math.acos(v) - m))
+            out.append(shift(v, -m))
         else:
             out.append(v)
     return out
@@ -82,11 +87,14 @@ def test_margin_gradient_away_from_the_clamp() -> None:
     """d/dc cos(arccos c + m) = cos m + c sin m / sqrt(1 - c^2), at interior cosines (not the clamp)."""
     from osrkit.losses.ovr import margin_logits
 
-    c = torch.tensor([[-0.9, -0.3, 0.0, 0.4, 0.95]], dtype=torch.float64, requires_grad=True)
+    c = torch.tensor([[-0.85, -0.3, 0.0, 0.4, 0.95]], dtype=torch.float64, requires_grad=True)
     m = 0.5
     margin_logits(c, None, m, "all").sum().backward()
     expected = math.cos(m) + c.detach() * math.sin(m) / torch.sqrt(1 - c.detach() ** 2)
     torch.testing.assert_close(c.grad, expected)
+    past = torch.tensor([[-0.9, -0.99]], dtype=torch.float64, requires_grad=True)  # theta > pi - m: the continuation
+    margin_logits(past, None, m, "all").sum().backward()
+    torch.testing.assert_close(past.grad, torch.ones_like(past))
     assert torch.autograd.gradcheck(lambda z: margin_logits(z, None, m, "all"), (c.detach().clone().requires_grad_(),))
 
 

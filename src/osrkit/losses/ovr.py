@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["OvRLoss", "MOvRLoss", "ovr_sample_loss", "margin_logits", "MARGIN_ON"]
+__all__ = ["OvRLoss", "MOvRLoss", "ovr_sample_loss", "margin_logits", "apply_margin", "angular_shift", "MARGIN_ON"]
 
 MARGIN_ON = ("all", "target", "two-sided")
 _EPS = 1e-7
@@ -36,6 +36,36 @@ def _check(logits: torch.Tensor, labels: torch.Tensor, num_classes: int | None =
         raise ValueError(f"labels must lie in [0, {logits.shape[1] - 1}], got range [{int(labels.min())}, {int(labels.max())}]")
 
 
+def angular_shift(cosines: torch.Tensor, theta: torch.Tensor, margin: float) -> torch.Tensor:
+    """cos(theta + m), continued outside theta + m in [0, pi] by cos theta -/+ (1 - cos m), so it stays continuous and
+    decreasing in theta. As printed, cos(theta + m) turns back there: a target nearly opposite its prototype
+    (theta > pi - m) would be pushed further away, and in the two-sided reading (m < 0 for the non-targets) a
+    non-target within m of a sample would be pulled closer (the guard ArcFace-style heads use, made continuous)."""
+    phi = theta + margin
+    jump = 1.0 - math.cos(margin)
+    shifted = torch.where(phi > math.pi, cosines - jump, torch.cos(phi))
+    return torch.where(phi < 0, cosines + jump, shifted)
+
+
+def apply_margin(
+    cosines: torch.Tensor, target: torch.Tensor | None, margin: float, margin_on: str = "all", eps: float = _EPS
+) -> torch.Tensor:
+    """The margin of ``margin_logits`` given a boolean (N, K) mask of the target entries (None for "all")."""
+    if margin_on not in MARGIN_ON:
+        raise ValueError(f"margin_on must be one of {MARGIN_ON}, got {margin_on!r}")
+    if margin == 0:
+        return cosines
+    clamped = cosines.clamp(-1 + eps, 1 - eps)
+    theta = torch.acos(clamped)
+    shifted = angular_shift(clamped, theta, margin)
+    if margin_on == "all":
+        return shifted
+    if target is None:
+        raise ValueError(f"margin_on={margin_on!r} needs labels")
+    other = cosines if margin_on == "target" else angular_shift(clamped, theta, -margin)
+    return torch.where(target, shifted, other)
+
+
 def margin_logits(
     cosines: torch.Tensor,
     labels: torch.Tensor | None,
@@ -47,22 +77,11 @@ def margin_logits(
 
     margin_on="all": every class gets cos(theta + m), as published; "target": only k = y (labels required);
     "two-sided": the target cos(theta + m), the non-targets cos(theta - m) (each side must win by m).
-    With m = 0 the cosines are returned unchanged (no clamp), so the scores see exact values.
-    Note that cos(theta + m) is not monotone once theta + m > pi; the formula is kept as published.
+    With m = 0 the cosines are returned unchanged (no clamp), so the scores see exact values. Where
+    theta +/- m leaves [0, pi], the formula is continued monotonically (see ``angular_shift``).
     """
-    if margin_on not in MARGIN_ON:
-        raise ValueError(f"margin_on must be one of {MARGIN_ON}, got {margin_on!r}")
-    if margin == 0:
-        return cosines
-    theta = torch.acos(cosines.clamp(-1 + eps, 1 - eps))
-    shifted = torch.cos(theta + margin)
-    if margin_on == "all":
-        return shifted
-    if labels is None:
-        raise ValueError(f"margin_on={margin_on!r} needs labels")
-    target = F.one_hot(labels.long(), cosines.shape[1]).bool()
-    other = cosines if margin_on == "target" else torch.cos(theta - margin)
-    return torch.where(target, shifted, other)
+    target = None if labels is None else F.one_hot(labels.long(), cosines.shape[1]).bool()
+    return apply_margin(cosines, target, margin, margin_on, eps)
 
 
 def ovr_sample_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

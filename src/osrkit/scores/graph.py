@@ -81,14 +81,9 @@ class OvRGraph(ScoreGraph):
         self.kind, self.temperature, self.margin, self.margin_on = kind, float(temperature), float(margin), margin_on
 
     def _margin(self, z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self.margin == 0:
-            return z
-        theta = torch.acos(z.clamp(-1 + 1e-7, 1 - 1e-7))
-        shifted = torch.cos(theta + self.margin)
-        if self.margin_on == "all":
-            return shifted
-        other = z if self.margin_on == "target" else torch.cos(theta - self.margin)
-        return torch.where(target, shifted, other)
+        from osrkit.losses.ovr import apply_margin
+
+        return apply_margin(z, target, self.margin, self.margin_on)
 
     def forward(self, logits, embedding, latents=None):
         z = logits
