@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -45,6 +47,24 @@ def test_loss_is_base_plus_weighted_rotation_cross_entropy() -> None:
     expected = MOvRLoss(3)(out.logits, y) + 0.1 * F.cross_entropy(aux.head(model(rotated).embedding), turns)
     assert torch.allclose(got, expected, atol=1e-6)
     assert set(aux.last_terms) == {"base", "rotation", "loss"}
+
+
+def test_the_rotated_pass_leaves_batchnorm_statistics_to_the_upright_images() -> None:
+    torch.manual_seed(0)
+    model = create_model("small", num_classes=3, in_channels=1, image_size=8, classifier="cosine")
+    aux = RotationAuxiliaryLoss(MOvRLoss(3), weight=0.1)
+    aux.bind(model, 1, 8)
+    twin = copy.deepcopy(model)
+    x, y = torch.randn(6, 1, 8, 8) * 3 + 1, torch.tensor([0, 1, 2, 0, 1, 2])
+    model.train(), twin.train()
+    aux(model(x), x, y).backward()  # upright forward, then the rotated one inside the loss
+    twin(x)  # the upright forward alone
+    stats = lambda m: {k: v for k, v in m.state_dict().items() if "running" in k or "num_batches" in k}  # noqa: E731
+    assert stats(model).keys() and all(torch.equal(stats(model)[k], v) for k, v in stats(twin).items())
+    assert aux.head.weight.grad is not None and aux.head.weight.grad.abs().sum() > 0  # the rotated pass still trains
+    # and the statistics did move with the upright batch (so the check above is not vacuous)
+    fresh = create_model("small", num_classes=3, in_channels=1, image_size=8, classifier="cosine")
+    assert not all(torch.equal(stats(fresh)[k], v) for k, v in stats(model).items())
 
 
 def test_zero_weight_is_the_plain_loss_without_a_head() -> None:

@@ -6,10 +6,15 @@ base(logits, y) + weight * CE(head(embedding of the rotated batch), rotation). T
 this loss module, so the engine optimises it and checkpoints it with the loss state.
 
 Reading chosen (the paper gives no more detail): one random rotation per image and a second
-forward pass, rather than all four rotations of every image (4x the cost).
+forward pass, rather than all four rotations of every image (4x the cost). The rotated pass leaves
+BatchNorm's running statistics as the upright pass set them, so evaluation normalises upright images
+with upright statistics (the rotated batch is still normalised by its own statistics in training).
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +23,7 @@ from torch import nn
 from osrkit.engine.precision import fp32_head
 from osrkit.models.output import ModelOutput
 
-__all__ = ["RotationAuxiliaryLoss", "rotate_batch", "full_output_step"]
+__all__ = ["RotationAuxiliaryLoss", "rotate_batch", "running_stats_kept", "full_output_step"]
 
 
 def rotate_batch(x: torch.Tensor, quarter_turns: torch.Tensor) -> torch.Tensor:
@@ -33,6 +38,26 @@ def rotate_batch(x: torch.Tensor, quarter_turns: torch.Tensor) -> torch.Tensor:
         if bool(sel.any()):
             out[sel] = torch.rot90(x[sel], r, dims=(2, 3))
     return out
+
+
+@contextmanager
+def running_stats_kept(model: nn.Module) -> Iterator[None]:
+    """Inside, every BatchNorm updates copies of its running statistics, and the originals are put back on exit: a
+    forward pass inside trains with batch statistics but leaves those used at evaluation untouched (swapped, not
+    copied back in place, as the originals may be saved for an earlier pass's backward)."""
+    names = ("running_mean", "running_var", "num_batches_tracked")
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+             and m.running_mean is not None]
+    saved = [{n: getattr(m, n) for n in names} for m in norms]
+    for m, buffers in zip(norms, saved):
+        for n, t in buffers.items():
+            setattr(m, n, t.clone())
+    try:
+        yield
+    finally:
+        for m, buffers in zip(norms, saved):
+            for n, t in buffers.items():
+                setattr(m, n, t)
 
 
 class RotationAuxiliaryLoss(nn.Module):
@@ -71,7 +96,8 @@ class RotationAuxiliaryLoss(nn.Module):
         if self.head is None or not self._model:
             raise RuntimeError("RotationAuxiliaryLoss.bind(model, in_channels, image_size) must be called before training")
         turns = torch.randint(0, 4, (x.shape[0],), device=x.device)
-        rotated = self._model[0](rotate_batch(x, turns)).embedding
+        with running_stats_kept(self._model[0]):
+            rotated = self._model[0](rotate_batch(x, turns)).embedding
         rotation = F.cross_entropy(fp32_head(self.head, rotated), turns)
         loss = base + self.weight * rotation
         self.last_terms = {"base": float(base.detach()), "rotation": float(rotation.detach()), "loss": float(loss.detach())}
