@@ -57,6 +57,8 @@ def render(rows: list[dict], h: dict) -> str:
         lines += ["", "The paper's claim, each extra against the base (means over splits): " + "; ".join(claims) + "."]
     lines += ["", f"Command: `{h['command']}`; date {h['date']}; {h['machine']['processor']}, {h['machine']['cpu_count']} "
               f"cores, torch {h['machine']['torch']}; commit {h['git_commit']}.", ""]
+    for note in h.get("notes", []):
+        lines += [note, ""]
     return "\n".join(lines)
 
 
@@ -71,20 +73,23 @@ def main() -> None:
     ap.add_argument("--out-dir", default="runs/movr-ablation")
     ap.add_argument("--name", default="movr_ablation")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--merge", help="comma-separated result names to join into --name (runs split over processes)")
+    ap.add_argument("--merge", help="comma-separated result names to join into --name (runs split over processes; "
+                                    "where two hold the same variant and split, the later one's row is kept)")
+    ap.add_argument("--note", action="append", default=[], help="a paragraph to keep under the table (in the JSON)")
     args = ap.parse_args()
     if args.merge:
         parts = [json.loads((RESULTS / f"{n}.json").read_text()) for n in args.merge.split(",")]
-        rows = [r for p in parts for r in p["rows"]]
+        latest = {(r["variant"], r["split"]): r for p in parts for r in p["rows"]}  # a later part's rerun wins
         order = list(VARIANTS)
-        rows.sort(key=lambda r: (order.index(r["variant"]), r["split"]))
+        rows = sorted(latest.values(), key=lambda r: (order.index(r["variant"]), r["split"]))
         h = parts[0] | {"command": "; ".join([*(p["command"] for p in parts), header()["command"]])}
         h.pop("rows")
+        h["notes"] = args.note
         write(args.name, h | {"rows": rows}, render(rows, h))
         return
     torch.set_num_threads(args.threads)
     names = args.variants.split(";") if args.variants else list(VARIANTS)
-    h = header() | {"splits": args.splits, "model": args.model, "epochs": args.epochs}
+    h = header() | {"splits": args.splits, "model": args.model, "epochs": args.epochs, "notes": args.note}
     rows = []
     for split in [int(s) for s in args.splits.split(",")]:
         task = make_task("mnist", split, data_root=args.data_root)
