@@ -1,7 +1,8 @@
 """m-OvR against softmax and MLS on the `neal` splits of one task, one recipe for all, through `osrkit bench`.
 
     python benchmarks/movr_mnist.py --config benchmarks/grid_mnist_movr.yaml
-    python benchmarks/movr_mnist.py --config benchmarks/grid_cifar10_jpeg_movr.yaml --name movr_cifar10_jpeg  # GPU
+    python benchmarks/movr_mnist.py --config benchmarks/grid_cifar10_jpeg_movr.yaml --name movr_cifar10_jpeg  # CPU, fp32
+    python benchmarks/movr_mnist.py --config benchmarks/grid_cifar10_jpeg_movr_gpu.yaml --name movr_cifar10_jpeg_gpu  # GPU, bf16
 
 Runs the grid in the YAML file (methods, splits, epochs, backbone: the same for every method) into its SQLite
 database (resumable: stored runs are skipped), then re-scores every m-OvR network with every score reading and
