@@ -22,7 +22,7 @@ import osrkit
 from osrkit.engine import pipeline
 from osrkit.results import tables
 from osrkit.results.cli import add_bench_parser, add_table_parser
-from osrkit.results.grid import GridConfig, load_grid_file, plan_grid, run_grid
+from osrkit.results.grid import GridConfig, grid_kwargs, load_grid_file, plan_grid, run_grid
 from osrkit.results.store import ResultsStore, RunRecord, config_hash, git_commit, rows_query, run_key
 
 SRC = str(Path(osrkit.__file__).resolve().parents[1])
@@ -395,3 +395,23 @@ def test_table_cli(tmp_path):
         args = p.parse_args(["table", "--db", str(tmp_path / "none.db")])
         args.func(args)
     assert not (tmp_path / "none.db").exists()
+
+
+BENCH_GRIDS = sorted((Path(__file__).resolve().parents[1] / "benchmarks").glob("grid_*.yaml"))
+
+
+@pytest.mark.parametrize("path", BENCH_GRIDS, ids=lambda p: p.name)
+def test_every_benchmark_grid_file_plans(path):
+    # the grid files that benchmarks/ documents must load and plan (names, splits, config fields) as shipped
+    grid = GridConfig.from_mapping(grid_kwargs({"device": "cpu"}, path))
+    specs = grid.plan()
+    assert specs and {s.task for s in specs} == set(grid.tasks)
+
+
+def test_the_cifar_gpu_grid_is_the_cpu_grid_on_another_device():
+    # the same schedule for the same comparison, with its own database and checkpoint folder (bf16 is another recipe)
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    cpu, gpu = (load_grid_file(folder / f"grid_cifar10_jpeg_movr{s}.yaml") for s in ("", "_gpu"))
+    differ = {k for k in cpu.keys() | gpu.keys() if cpu.get(k) != gpu.get(k)}
+    assert differ == {"device", "db", "checkpoint_dir"}
+    assert (cpu["device"], gpu["device"]) == ("cpu", "cuda")
