@@ -29,8 +29,18 @@ def git_commit() -> str:
         return "unknown"
 
 
-def header() -> dict:
-    return {"command": " ".join([Path(sys.executable).name, *sys.argv]), "date": _dt.date.today().isoformat(),
+def header(omit: tuple[str, ...] = ("--note",)) -> dict:
+    """Command line, date, machine and commit of this run; flags in `omit` (with their values) are left out of the
+    command, as their text is already in the result (a note)."""
+    argv, skip = [], False
+    for arg in sys.argv:
+        if skip:
+            skip = False
+        elif arg in omit:
+            skip = True
+        elif not arg.startswith(tuple(f"{flag}=" for flag in omit)):
+            argv.append(arg)
+    return {"command": " ".join([Path(sys.executable).name, *argv]), "date": _dt.date.today().isoformat(),
             "machine": machine(), "git_commit": git_commit()}
 
 

@@ -82,7 +82,9 @@ def main() -> None:
         latest = {(r["variant"], r["split"]): r for p in parts for r in p["rows"]}  # a later part's rerun wins
         order = list(VARIANTS)
         rows = sorted(latest.values(), key=lambda r: (order.index(r["variant"]), r["split"]))
-        h = parts[0] | {"command": "; ".join([*(p["command"] for p in parts), header()["command"]])}
+        h = parts[0] | {"command": "; ".join([*(p["command"] for p in parts), header()["command"]]),
+                        "git_commit": ", ".join(dict.fromkeys(p["git_commit"] for p in parts)),
+                        "date": ", ".join(dict.fromkeys(p["date"] for p in parts))}
         h.pop("rows")
         h["notes"] = args.note
         write(args.name, h | {"rows": rows}, render(rows, h))
