@@ -2,10 +2,14 @@
 
     python benchmarks/movr_tuning.py --task digits --splits 0,1,2,3,4 --seeds 0,1
     python benchmarks/movr_tuning.py --task mnist --family arpl --splits 0 --model vgg32-lite --epochs 3
+    python benchmarks/movr_tuning.py --task cifar10 --family arpl --splits 0 --model vgg32-lite --epochs 30 \
+        --data-root data/cifar10-jpeg-root --checkpoint-dir runs/movr_tuning-checkpoints --variants "softmax;..."
 
 Each variant (a name and its TrainConfig overrides) is trained once per split and seed; every m-OvR score
 reading is computed on that one network, and softmax is trained with the same recipe for the baseline
 (MSP and MLS on one network). The MNIST `neal` splits, where results are reported, are never tuned on.
+With --checkpoint-dir every network checkpoints each epoch under its run identity's name, so a long run
+(CIFAR-10 on CPU) resumes where it stopped and a finished network is only rescored.
 Writes benchmarks/results/<name>.{json,md}.
 """
 
@@ -27,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import header, write  # noqa: E402
 
 from osrkit.data.tasks import make_task  # noqa: E402
+from osrkit.engine.identity import checkpoint_name  # noqa: E402
 from osrkit.engine.pipeline import evaluate_readings, fit_method  # noqa: E402
 from osrkit.methods import default_config  # noqa: E402
 from osrkit.scores.ovr import MOVR_SCORE_KINDS  # noqa: E402
@@ -65,7 +70,11 @@ def run_variant(name: str, task, args, seed: int) -> dict[str, dict]:
                                                     **({"epochs": args.epochs} if args.epochs else {}))
     cfg = cfg.replace(**over)
     t0 = time.perf_counter()
-    trained = fit_method(method, task, cfg, progress=False)
+    ckpt = None
+    if args.checkpoint_dir:  # named by the run identity: a changed variant never resumes another's network
+        ckpt = Path(args.checkpoint_dir) / checkpoint_name(method, task.name, cfg.to_dict(), task.spec,
+                                                           share_network=False)
+    trained = fit_method(method, task, cfg, checkpoint=ckpt, resume=ckpt is not None, progress=False)
     if method == "softmax":
         kinds = {"msp": ("softmax", {}), "mls": ("mls", {})}
     else:
@@ -110,6 +119,7 @@ def main() -> None:
     ap.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap.add_argument("--name", default="movr_tuning")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--checkpoint-dir", help="checkpoint every network here (each epoch), so a rerun resumes")
     args = ap.parse_args()
     if args.task == "mnist" and args.family == "neal":
         raise SystemExit("MNIST neal splits are the reported protocol: tune elsewhere (digits, or --family arpl)")
