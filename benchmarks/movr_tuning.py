@@ -7,7 +7,7 @@
 
 Each variant (a name and its TrainConfig overrides) is trained once per split and seed; every m-OvR score
 reading is computed on that one network, and softmax is trained with the same recipe for the baseline
-(MSP and MLS on one network). The MNIST `neal` splits, where results are reported, are never tuned on.
+(MSP and MLS on one network). The MNIST and CIFAR-10 `neal` splits, where results are reported, are never tuned on.
 With --checkpoint-dir every network checkpoints each epoch under its run identity's name, so a long run
 (CIFAR-10 on CPU) resumes where it stopped and a finished network is only rescored.
 Writes benchmarks/results/<name>.{json,md}.
@@ -35,6 +35,8 @@ from osrkit.engine.identity import checkpoint_name  # noqa: E402
 from osrkit.engine.pipeline import evaluate_readings, fit_method  # noqa: E402
 from osrkit.methods import default_config  # noqa: E402
 from osrkit.scores.ovr import MOVR_SCORE_KINDS  # noqa: E402
+
+REPORTED_TASKS = ("mnist", "cifar10")  # their `neal` splits hold the reported m-OvR comparisons
 
 # name -> (method, TrainConfig overrides); method_params merge into the method's defaults
 VARIANTS: dict[str, tuple[str, dict]] = {
@@ -121,8 +123,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--checkpoint-dir", help="checkpoint every network here (each epoch), so a rerun resumes")
     args = ap.parse_args()
-    if args.task == "mnist" and args.family == "neal":
-        raise SystemExit("MNIST neal splits are the reported protocol: tune elsewhere (digits, or --family arpl)")
+    if args.task in REPORTED_TASKS and args.family == "neal":
+        raise SystemExit(f"{args.task} neal splits are a reported protocol (m-OvR vs softmax): tune elsewhere "
+                         "(digits, or --family arpl)")
     torch.set_num_threads(args.threads)
     names = args.variants.split(";") if args.variants else list(VARIANTS)
     h = header() | {"protocol": f"{args.task} `{args.family}` splits {args.splits}, seeds {args.seeds}"}
