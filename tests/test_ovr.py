@@ -320,6 +320,12 @@ def test_movr_default_score_per_data_set_and_what_run_resolves() -> None:
     assert m.make_scorer(6, m.resolved_params(digits.method_params)).kind == "target"
     assert m.make_scorer(6, m.resolved_params({**digits.method_params, "score": "loss"})).kind == "loss"
     assert default_config("softmax", "digits").method_params == dict(get_method("softmax").params)
+    # temperature 16 on CIFAR-10 only (chosen on its `arpl` split 0); a training parameter, so a different network
+    cifar = default_config("movr", "cifar10")
+    assert (cifar.method_params["temperature"], mnist.method_params["temperature"]) == (16.0, 32.0)
+    assert m.make_loss(6, m.resolved_params(cifar.method_params)).base.temperature == 16.0
+    assert network_identity("movr", cifar.to_dict()) != network_identity(
+        "movr", cifar.replace(method_params={**cifar.method_params, "temperature": 32.0}).to_dict())
     # the score is a scorer parameter: both readings name one network
     assert network_identity("movr", mnist.to_dict()) == network_identity(
         "movr", mnist.replace(method_params={**mnist.method_params, "score": "target"}).to_dict())
