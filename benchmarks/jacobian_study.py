@@ -54,6 +54,9 @@ def main() -> None:
     ap.add_argument("--render-only", action="store_true", help="rebuild the Markdown from results/<name>.json")
     ap.add_argument("--note", action="append", default=[], help="a dated paragraph to keep under the table (saved in "
                                                                   "the JSON, so a later --render-only keeps it)")
+    ap.add_argument("--reuse", help="with --grid: an earlier study of this grid (results/<NAME>.json) whose rows "
+                                    "stand in for networks whose checkpoint is missing here, checked against the "
+                                    "grid's stored runs")
     args = ap.parse_args()
     if args.render_only:
         saved = json.loads((RESULTS / f"{args.name}.json").read_text())
@@ -83,6 +86,10 @@ def main() -> None:
             if args.from_bench:  # the very networks an `osrkit bench` grid trained (same recipe and naming)
                 spec = plan_grid([method], [task_name], [split], [0], epochs=args.epochs, config=grid_config)[0]
                 ckpt = Path(args.from_bench) / spec.checkpoint_name(task)
+                if not ckpt.exists() and args.reuse and args.grid:
+                    rows.append(_reused_row(args, method, split, spec))
+                    print(f"{method} split {split}: reused from {args.reuse}.json", flush=True)
+                    continue
                 if not ckpt.exists():
                     raise SystemExit(f"{ckpt} not found: run the bench grid first (or drop --from-bench)")
             else:
@@ -103,6 +110,19 @@ def main() -> None:
     recipe = {"--splits": str(args.splits), "--model": args.model, "--epochs": args.epochs, "--n": args.n}
     write(args.name, {**header(), "rows": rows, "task_label": label, "recipe": recipe, "notes": args.note},
           render(rows, args.splits, args.model, args.epochs, args.n, name=args.name, data_label=label, notes=args.note))
+
+
+def _reused_row(args: argparse.Namespace, method: str, split: int, spec) -> dict:
+    """An earlier study's row for a network whose checkpoint is gone, accepted only where the grid's stored run of
+    that very network (same run key) has the AUROC the row gives (the same network, scored the same way)."""
+    saved = [r for r in json.loads((RESULTS / f"{args.reuse}.json").read_text())["rows"]
+             if (r["method"], r["split"]) == (method, split)]
+    kw = grid_kwargs({}, args.grid)
+    runs = open_store(kw["db"], create=False).rows(key=spec.key)
+    if len(saved) != 1 or len(runs) != 1 or abs(runs[0]["metrics"]["auroc"] - saved[0]["auroc"]) > 1e-9:
+        raise SystemExit(f"{args.reuse}.json: no {method} split {split} row matching the grid's stored run "
+                         f"{spec.key}: run the bench grid for it (or drop --reuse)")
+    return {**saved[0], "reused_from": f"{args.reuse}.json"}
 
 
 def _from_grid(args: argparse.Namespace) -> tuple[str, dict]:
