@@ -164,8 +164,10 @@ def test_exported_graph_equals_pytorch(method, fmt, digits_networks, tmp_path):
     info = export_trained(trained, fmt, path)
     assert info["labels_equal"] and info["max_abs_diff"] < 1e-4
     images = torch.cat([task.test_x[:40], task.unknown_x[:40]])
-    # the reference: osrkit's own float64 scorer on the PyTorch outputs, and the stored threshold
-    out = predict_with(trained.model, images, task, TrainConfig.from_dict(trained.meta["osrkit_config"]))
+    # the reference: osrkit's own float64 scorer on the PyTorch outputs, and the stored threshold; in fp32, as the
+    # exported graph runs whatever precision the network trained in (bf16 where the CPU has it natively)
+    cfg = TrainConfig.from_dict(trained.meta["osrkit_config"]).replace(precision="fp32", memory_format="contiguous")
+    out = predict_with(trained.model, images, task, cfg)
     scores, pred = trained.scorer.score(out)
     thr = trained.meta["operating_point"]["threshold"]
     logits, unknown_score, label = run_exported(path, images, fmt)

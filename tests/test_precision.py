@@ -33,6 +33,18 @@ def test_native_bf16_matches_cpu_flags() -> None:
     assert P.native_bf16("cpu") == has
 
 
+@pytest.mark.parametrize("flags, native", [("fpu avx2 avx512f avx512_bf16 sse", True), ("fpu amx_tile", True),
+                                           ("fpu avx2 avx512f avx512bw", False), (None, False)])
+def test_native_bf16_reads_the_flags_line_where_torch_has_no_probe(tmp_path, monkeypatch, flags, native) -> None:
+    """torch 2.14 has no torch._C._cpu probes: the flags line of /proc/cpuinfo decides (no file: fp32)."""
+    info = tmp_path / "cpuinfo"
+    if flags is not None:
+        info.write_text(f"processor\t: 0\nmodel name\t: x\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
+    monkeypatch.setattr(P.torch._C, "_cpu", None, raising=False)
+    monkeypatch.setattr(P, "CPUINFO", str(info))
+    assert P.native_bf16("cpu") is native
+
+
 def test_bad_values_are_named() -> None:
     with pytest.raises(ValueError, match="precision"):
         TrainConfig(precision="fp16")

@@ -413,5 +413,10 @@ def test_the_cifar_gpu_grid_is_the_cpu_grid_on_another_device():
     folder = Path(__file__).resolve().parents[1] / "benchmarks"
     cpu, gpu = (load_grid_file(folder / f"grid_cifar10_jpeg_movr{s}.yaml") for s in ("", "_gpu"))
     differ = {k for k in cpu.keys() | gpu.keys() if cpu.get(k) != gpu.get(k)}
-    assert differ == {"device", "db", "checkpoint_dir"}
+    assert differ == {"device", "db", "checkpoint_dir", "config"}
+    # the CPU grid pins the fp32 its database holds; the GPU's "auto" is bf16 there: nothing else differs
+    precision = {"precision", "memory_format"}
+    assert {k: v for k, v in cpu["config"].items() if k not in precision} == \
+        {k: v for k, v in gpu["config"].items() if k not in precision}
+    assert (cpu["config"]["precision"], gpu["config"]["precision"]) == ("fp32", "auto")
     assert (cpu["device"], gpu["device"]) == ("cpu", "cuda")

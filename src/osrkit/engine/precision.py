@@ -26,10 +26,31 @@ def native_bf16(device: str | torch.device = "cpu") -> bool:
     if kind == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if kind == "cpu":
-        cpu = torch._C._cpu
-        return bool(getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
-                    or getattr(cpu, "_is_amx_tile_supported", lambda: False)())
+        cpu = getattr(torch._C, "_cpu", None)
+        probes = [getattr(cpu, n, None) for n in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+        if any(p is not None for p in probes):  # torch's own probes, where this build has them
+            return any(bool(p()) for p in probes if p is not None)
+        return bool(_cpu_flags() & CPU_BF16_FLAGS)  # torch 2.14 dropped them: read the kernel's CPU flags
     return False
+
+
+# CPU flags (as Linux names them) of native bf16 arithmetic: AVX512-BF16 or AMX tiles
+CPU_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "amx_tile"})
+
+
+CPUINFO = "/proc/cpuinfo"
+
+
+def _cpu_flags() -> set[str]:
+    """The first CPU's feature flags from Linux's /proc/cpuinfo; empty where there is none (macOS, Windows)."""
+    try:
+        with open(CPUINFO) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
 
 
 def resolve_precision(precision: str, device: str | torch.device = "cpu") -> str:

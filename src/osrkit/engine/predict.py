@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from osrkit.data.transforms import normalize
-from osrkit.engine.precision import autocast, to_memory_format
+from osrkit.engine.precision import apply_memory_format, autocast, to_memory_format
 from osrkit.outputs import Outputs
 
 
@@ -15,9 +15,13 @@ def predict(model: torch.nn.Module, images: torch.Tensor, mean: list[float], std
     """Model outputs for uint8 (N,C,H,W) images, in eval mode (dropout off, BatchNorm frozen).
 
     `precision`/`memory_format` are resolved values ("bf16"/"fp32", "channels_last"/"contiguous"), as a
-    checkpoint's config records them; outputs are returned in fp32 either way."""
+    checkpoint's config records them; outputs are returned in fp32 either way. A channels_last run converts the
+    model's weights in place."""
     was_training = model.training
     model.eval()
+    # the weights' layout too: bf16 kernels differ by layout, so a loaded checkpoint (contiguous weights) must run
+    # as the network it was trained as (channels_last) to give the same outputs
+    apply_memory_format(model, memory_format)
     logits, embs, extras = [], [], {}
     for i in range(0, len(images), batch_size):
         x = normalize(images[i:i + batch_size].to(device), mean, std)
