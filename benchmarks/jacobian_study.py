@@ -84,7 +84,8 @@ def main() -> None:
         for method in args.methods.split(","):
             cfg = default_config(method, task_name).replace(model=args.model, epochs=args.epochs)
             if args.from_bench:  # the very networks an `osrkit bench` grid trained (same recipe and naming)
-                spec = plan_grid([method], [task_name], [split], [0], epochs=args.epochs, config=grid_config)[0]
+                spec = plan_grid([method], [task_name], [split], [0], epochs=args.epochs, config=grid_config,
+                                 device=getattr(args, "grid_device", "cpu"))[0]
                 ckpt = Path(args.from_bench) / spec.checkpoint_name(task)
                 if not ckpt.exists() and args.reuse and args.grid:
                     rows.append(_reused_row(args, method, split, spec))
@@ -133,6 +134,7 @@ def _from_grid(args: argparse.Namespace) -> tuple[str, dict]:
         raise SystemExit(f"{args.grid}: --grid needs a grid of one task, got {kw.get('tasks')}")
     given = set(sys.argv)
     config = dict(kw.get("config") or {})
+    args.grid_device = kw.get("device", "cpu")  # its run keys resolve "auto" precision for the grid's device
     if "--splits" not in given and "splits" in kw:
         args.splits = ",".join(map(str, kw["splits"]))
     if "--epochs" not in given and kw.get("epochs") is not None:

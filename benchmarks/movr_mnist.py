@@ -135,7 +135,7 @@ def main() -> None:
         task = make_task(task_name, split=split, family="neal", data_root=kw["data_root"])
         for net in READINGS:
             plan = lambda m: plan_grid([m], [task_name], [split], [0], epochs=kw.get("epochs"),  # noqa: E731
-                                       config=kw.get("config"))[0]
+                                       config=kw.get("config"), device=kw.get("device", "cpu"))[0]
             ckpt = ckdir / plan(net).checkpoint_name(task)
             if not ckpt.exists() and args.reuse:
                 rows[net][str(split)] = reused_rows(RESULTS / f"{args.reuse}.json", net, split, store, plan)
@@ -143,11 +143,13 @@ def main() -> None:
             else:
                 rows[net][str(split)] = rescore(ckpt, task, READINGS[net])
             print(split, net, {k: round(v["auroc"], 4) for k, v in rows[net][str(split)].items()}, flush=True)
-    movr_spec = plan_grid(["movr"], [task_name], [splits[-1]], [0], epochs=kw.get("epochs"), config=kw.get("config"))[0]
+    movr_spec = plan_grid(["movr"], [task_name], [splits[-1]], [0], epochs=kw.get("epochs"), config=kw.get("config"),
+                          device=kw.get("device", "cpu"))[0]
     point, margin = (1, 0.005) if task_name == "mnist" else (4, 0.01)  # the bars: MNIST, CIFAR-10
     mp = movr_spec.config["method_params"]
     # the recipe as trained: the stored config has "auto" precision and memory format resolved for the device
-    recipe = load_checkpoint(ckdir / movr_spec.checkpoint_name(task))["config"]
+    movr_ckpt = ckdir / movr_spec.checkpoint_name(task)
+    recipe = load_checkpoint(movr_ckpt)["config"] if movr_ckpt.exists() else movr_spec.config
     mean = lambda net, r: float(np.mean([rows[net][str(s)][r]["auroc"] for s in splits]))  # noqa: E731
     ms, sm, ml = mean("movr", mp["score"]), mean("softmax", "msp"), mean("softmax", "mls")
     wins = sum(rows["movr"][str(s)][mp["score"]]["auroc"] > rows["softmax"][str(s)]["msp"]["auroc"] for s in splits)

@@ -70,7 +70,8 @@ def run_variant(name: str, task, args, seed: int) -> dict[str, dict]:
     method, over = VARIANTS[name]
     cfg = default_config(method, args.task).replace(seed=seed, **({"model": args.model} if args.model else {}),
                                                     **({"epochs": args.epochs} if args.epochs else {}))
-    cfg = cfg.replace(**over)
+    # the reported CPU grids' precision (fp32 unless asked), resolved: the name says what trains
+    cfg = cfg.replace(**over).replace(precision=args.precision, memory_format="auto").resolved("cpu")
     t0 = time.perf_counter()
     ckpt = None
     if args.checkpoint_dir:  # named by the run identity: a changed variant never resumes another's network
@@ -121,6 +122,8 @@ def main() -> None:
     ap.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap.add_argument("--name", default="movr_tuning")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],
+                    help="fp32 (default): the recipe of the reported CPU grids; auto: bf16 where native")
     ap.add_argument("--checkpoint-dir", help="checkpoint every network here (each epoch), so a rerun resumes")
     args = ap.parse_args()
     if args.task in REPORTED_TASKS and args.family == "neal":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -27,6 +29,7 @@ def test_auto_resolves_by_native_bf16(monkeypatch, native: bool) -> None:
     assert (cfg.precision, cfg.memory_format) == (("bf16", "channels_last") if native else ("fp32", "contiguous"))
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/cpuinfo"), reason="the kernel's CPU flags are Linux's /proc/cpuinfo")
 def test_native_bf16_matches_cpu_flags() -> None:
     flags = open("/proc/cpuinfo").read()
     has = " avx512_bf16" in flags or " amx_tile" in flags or " amx_bf16" in flags
@@ -40,9 +43,31 @@ def test_native_bf16_reads_the_flags_line_where_torch_has_no_probe(tmp_path, mon
     info = tmp_path / "cpuinfo"
     if flags is not None:
         info.write_text(f"processor\t: 0\nmodel name\t: x\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
+    monkeypatch.delattr(P.torch.cpu, "get_capabilities", raising=False)
     monkeypatch.setattr(P.torch._C, "_cpu", None, raising=False)
     monkeypatch.setattr(P, "CPUINFO", str(info))
     assert P.native_bf16("cpu") is native
+
+
+@pytest.mark.parametrize("caps, native", [({"avx512_bf16": True, "amx_bf16": False}, True),
+                                          ({"avx512_bf16": False, "amx_tile": True}, True),
+                                          ({"avx512_bf16": False, "avx512_f": True, "avx2": True}, False)])
+def test_native_bf16_asks_torch_cpu_capabilities_first(tmp_path, monkeypatch, caps, native) -> None:
+    """torch.cpu.get_capabilities() decides where it exists (every platform), whatever /proc/cpuinfo says."""
+    monkeypatch.setattr(P.torch.cpu, "get_capabilities", lambda: caps, raising=False)
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"flags\t\t: fpu {'avx2' if native else 'avx512_bf16'}\n")
+    monkeypatch.setattr(P, "CPUINFO", str(info))
+    assert P.native_bf16("cpu") is native
+
+
+def test_memory_format_converts_four_d_weights_both_ways() -> None:
+    model = create_model("vgg32-lite", num_classes=3, in_channels=1)
+    conv = next(p for p in model.parameters() if p.dim() == 4 and p.shape[1] > 1)  # (1-channel: both layouts agree)
+    P.apply_memory_format(model, "channels_last")
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    P.apply_memory_format(model, "contiguous")
+    assert conv.is_contiguous() and any(p is conv for p in model.parameters())  # the same Parameter, re-laid
 
 
 def test_bad_values_are_named() -> None:

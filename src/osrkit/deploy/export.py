@@ -2,7 +2,8 @@
 
 The graph holds the normalisation, the network, the fitted scorer (`Scorer.graph()`) and the threshold:
 `label` is the class index, or -1 where `unknown_score` is above the threshold. It runs in fp32 whatever
-precision the network was trained in. ONNX needs `pip install osrkit[export]` (onnx, onnxscript,
+precision the network was trained in (a bf16 network's threshold was calibrated on bf16 outputs, so near it the
+graph and `osrkit predict` can label a sample differently). ONNX needs `pip install osrkit[export]` (onnx, onnxscript,
 onnxruntime); TorchScript needs only torch.
 """
 

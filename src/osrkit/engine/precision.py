@@ -26,11 +26,15 @@ def native_bf16(device: str | torch.device = "cpu") -> bool:
     if kind == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if kind == "cpu":
-        cpu = getattr(torch._C, "_cpu", None)
+        caps = getattr(getattr(torch, "cpu", None), "get_capabilities", None)
+        if caps is not None:  # torch's own CPU probe (cpuinfo), on every platform
+            found = caps()
+            return any(bool(found.get(flag)) for flag in CPU_BF16_FLAGS)
+        cpu = getattr(torch._C, "_cpu", None)  # older builds: private probes
         probes = [getattr(cpu, n, None) for n in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-        if any(p is not None for p in probes):  # torch's own probes, where this build has them
+        if any(p is not None for p in probes):
             return any(bool(p()) for p in probes if p is not None)
-        return bool(_cpu_flags() & CPU_BF16_FLAGS)  # torch 2.14 dropped them: read the kernel's CPU flags
+        return bool(_cpu_flags() & CPU_BF16_FLAGS)  # no probe at all: the kernel's flags (Linux)
     return False
 
 
@@ -88,9 +92,12 @@ def to_memory_format(x: torch.Tensor, memory_format: str) -> torch.Tensor:
 
 
 def apply_memory_format(model: torch.nn.Module, memory_format: str) -> torch.nn.Module:
-    """Convert a model's 4-d weights to channels_last when asked (in place; returns the model)."""
-    if memory_format == "channels_last":
-        model.to(memory_format=torch.channels_last)
+    """Lay a model's 4-d weights out as `memory_format` (in place; returns the model). Other tensors keep theirs."""
+    fmt = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
+    with torch.no_grad():
+        for t in [*model.parameters(), *model.buffers()]:
+            if t.dim() == 4 and not t.is_contiguous(memory_format=fmt):
+                t.data = t.data.contiguous(memory_format=fmt)
     return model
 
 
