@@ -60,3 +60,10 @@ def task_label(task) -> str:
     """How a report names the task's data: its data label where it has one (e.g. "CIFAR-10 (JPEG copy)")."""
     name = task.spec.get("dataset", "")
     return task.spec.get("data_label") or {"mnist": "MNIST"}.get(name, name)
+
+
+def stored_run_matches(store, key: str, auroc: float) -> bool:
+    """Whether the results store holds exactly one run `key` with this AUROC: a reused report row then describes
+    that very network (the check behind the benchmarks' --reuse)."""
+    runs = store.rows(key=key)
+    return len(runs) == 1 and abs(runs[0]["metrics"]["auroc"] - auroc) <= 1e-9

@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, header, task_label, write  # noqa: E402
+from _common import RESULTS, header, stored_run_matches, task_label, write  # noqa: E402
 
 from osrkit.analysis.study import jacobian_study  # noqa: E402
 from osrkit.data.tasks import make_task  # noqa: E402
@@ -118,9 +118,8 @@ def _reused_row(args: argparse.Namespace, method: str, split: int, spec) -> dict
     that very network (same run key) has the AUROC the row gives (the same network, scored the same way)."""
     saved = [r for r in json.loads((RESULTS / f"{args.reuse}.json").read_text())["rows"]
              if (r["method"], r["split"]) == (method, split)]
-    kw = grid_kwargs({}, args.grid)
-    runs = open_store(kw["db"], create=False).rows(key=spec.key)
-    if len(saved) != 1 or len(runs) != 1 or abs(runs[0]["metrics"]["auroc"] - saved[0]["auroc"]) > 1e-9:
+    store = open_store(grid_kwargs({}, args.grid)["db"], create=False)
+    if len(saved) != 1 or not stored_run_matches(store, spec.key, saved[0]["auroc"]):
         raise SystemExit(f"{args.reuse}.json: no {method} split {split} row matching the grid's stored run "
                          f"{spec.key}: run the bench grid for it (or drop --reuse)")
     return {**saved[0], "reused_from": f"{args.reuse}.json"}

@@ -25,7 +25,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, header, task_label, write  # noqa: E402
+from _common import RESULTS, header, stored_run_matches, task_label, write  # noqa: E402
 
 from osrkit.data.tasks import make_task  # noqa: E402
 from osrkit.engine.checkpoint import load_checkpoint  # noqa: E402
@@ -56,9 +56,8 @@ def reused_rows(path: Path, net: str, split: int, store, plan) -> dict[str, dict
         raise SystemExit(f"{path} has no {net} row for split {split}: retrain it (drop --reuse)")
     for method, label in STORED_READINGS[net]:
         spec = plan(method)
-        runs = store.rows(key=spec.key)
         label = label or spec.config["method_params"]["score"]
-        if len(runs) != 1 or abs(runs[0]["metrics"]["auroc"] - saved[label]["auroc"]) > 1e-9:
+        if not stored_run_matches(store, spec.key, saved[label]["auroc"]):
             raise SystemExit(f"{path}: its {net} split {split} {label} AUROC does not match the stored run "
                              f"{spec.key[:12]} of this grid, so it is not the same network: retrain (drop --reuse)")
     return saved
@@ -126,11 +125,11 @@ def main() -> None:
     kw.setdefault("data_root", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     grid = GridConfig.from_mapping(kw)
     run_grid(grid)
-    ckdir = checkpoint_dir(grid, open_store(grid.db, create=False))
+    store = open_store(grid.db, create=False)
+    ckdir = checkpoint_dir(grid, store)
     splits, (task_name,) = kw["splits"], kw["tasks"]
     rows: dict = {net: {} for net in READINGS}
     reused: dict[str, list[int]] = {}
-    store = open_store(grid.db, create=False)
     for split in splits:
         task = make_task(task_name, split=split, family="neal", data_root=kw["data_root"])
         for net in READINGS:

@@ -14,6 +14,9 @@ import torch
 
 PRECISIONS = ("auto", "bf16", "fp32")
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
+# CPU flags (as Linux and torch.cpu.get_capabilities name them) of native bf16: AVX512-BF16 or AMX tiles
+CPU_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "amx_tile"})
+CPUINFO = "/proc/cpuinfo"
 
 
 def _device_type(device: str | torch.device) -> str:
@@ -36,13 +39,6 @@ def native_bf16(device: str | torch.device = "cpu") -> bool:
             return any(bool(p()) for p in probes if p is not None)
         return bool(_cpu_flags() & CPU_BF16_FLAGS)  # no probe at all: the kernel's flags (Linux)
     return False
-
-
-# CPU flags (as Linux names them) of native bf16 arithmetic: AVX512-BF16 or AMX tiles
-CPU_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "amx_tile"})
-
-
-CPUINFO = "/proc/cpuinfo"
 
 
 def _cpu_flags() -> set[str]:
