@@ -67,3 +67,9 @@ def stored_run_matches(store, key: str, auroc: float) -> bool:
     that very network (the check behind the benchmarks' --reuse)."""
     runs = store.rows(key=key)
     return len(runs) == 1 and abs(runs[0]["metrics"]["auroc"] - auroc) <= 1e-9
+
+
+def own_method_config(method_config, method: str) -> dict | None:
+    """A grid's `method_config` cut to one method, for planning that method's runs alone."""
+    extra = (method_config or {}).get(method)
+    return {method: extra} if extra else None

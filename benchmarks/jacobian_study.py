@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, header, stored_run_matches, task_label, write  # noqa: E402
+from _common import RESULTS, header, own_method_config, stored_run_matches, task_label, write  # noqa: E402
 
 from osrkit.analysis.study import jacobian_study  # noqa: E402
 from osrkit.data.tasks import make_task  # noqa: E402
@@ -85,7 +85,8 @@ def main() -> None:
             cfg = default_config(method, task_name).replace(model=args.model, epochs=args.epochs)
             if args.from_bench:  # the very networks an `osrkit bench` grid trained (same recipe and naming)
                 spec = plan_grid([method], [task_name], [split], [0], epochs=args.epochs, config=grid_config,
-                                 device=getattr(args, "grid_device", "cpu"))[0]
+                                 device=getattr(args, "grid_device", "cpu"),
+                                 method_config=own_method_config(getattr(args, "method_config", None), method))[0]
                 ckpt = Path(args.from_bench) / spec.checkpoint_name(task)
                 if not ckpt.exists() and args.reuse and args.grid:
                     rows.append(_reused_row(args, method, split, spec))
@@ -134,6 +135,7 @@ def _from_grid(args: argparse.Namespace) -> tuple[str, dict]:
     given = set(sys.argv)
     config = dict(kw.get("config") or {})
     args.grid_device = kw.get("device", "cpu")  # its run keys resolve "auto" precision for the grid's device
+    args.method_config = kw.get("method_config")
     if "--splits" not in given and "splits" in kw:
         args.splits = ",".join(map(str, kw["splits"]))
     if "--epochs" not in given and kw.get("epochs") is not None:

@@ -25,7 +25,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, header, stored_run_matches, task_label, write  # noqa: E402
+from _common import RESULTS, header, own_method_config, stored_run_matches, task_label, write  # noqa: E402
 
 from osrkit.data.tasks import make_task  # noqa: E402
 from osrkit.engine.checkpoint import load_checkpoint  # noqa: E402
@@ -134,7 +134,8 @@ def main() -> None:
         task = make_task(task_name, split=split, family="neal", data_root=kw["data_root"])
         for net in READINGS:
             plan = lambda m: plan_grid([m], [task_name], [split], [0], epochs=kw.get("epochs"),  # noqa: E731
-                                       config=kw.get("config"), device=kw.get("device", "cpu"))[0]
+                                       config=kw.get("config"), device=kw.get("device", "cpu"),
+                                       method_config=own_method_config(kw.get("method_config"), m))[0]
             ckpt = ckdir / plan(net).checkpoint_name(task)
             if not ckpt.exists() and args.reuse:
                 rows[net][str(split)] = reused_rows(RESULTS / f"{args.reuse}.json", net, split, store, plan)
@@ -143,7 +144,8 @@ def main() -> None:
                 rows[net][str(split)] = rescore(ckpt, task, READINGS[net])
             print(split, net, {k: round(v["auroc"], 4) for k, v in rows[net][str(split)].items()}, flush=True)
     movr_spec = plan_grid(["movr"], [task_name], [splits[-1]], [0], epochs=kw.get("epochs"), config=kw.get("config"),
-                          device=kw.get("device", "cpu"))[0]
+                          device=kw.get("device", "cpu"),
+                          method_config=own_method_config(kw.get("method_config"), "movr"))[0]
     point, margin = (1, 0.005) if task_name == "mnist" else (4, 0.01)  # the bars: MNIST, CIFAR-10
     mp = movr_spec.config["method_params"]
     # the recipe as trained: the stored config has "auto" precision and memory format resolved for the device

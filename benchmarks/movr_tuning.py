@@ -63,6 +63,9 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "movr target m=0.8": ("movr", {"method_params": {"margin_on": "target", "margin": 0.8}}),
     # third round (MNIST arpl splits 2, 3): the paper's rotation head on the margin-on-target recipe
     "movr target + rotation": ("movr", {"method_params": {"margin_on": "target", "rotation_weight": 0.1}}),
+    # fourth round (CIFAR-10 arpl split 0): the rotation head at CIFAR-10's T = 16, spelled out
+    "movr target T=16 + rotation": ("movr", {"method_params": {"margin_on": "target", "temperature": 16.0,
+                                                               "rotation_weight": 0.1}}),
 }
 
 

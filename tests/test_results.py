@@ -260,6 +260,28 @@ def test_grid_file_and_flags(tmp_path, calls):
         load_grid_file(bad)
 
 
+def test_method_config_changes_one_methods_runs_only(tmp_path):
+    # a rotation head for m-OvR alone: the baseline's run (its key, its network) is the one a plain grid plans
+    plain = {s.method: s for s in plan_grid(["softmax", "movr"], ["digits"], [0], [0], epochs=2)}
+    extra = {s.method: s for s in plan_grid(["softmax", "movr"], ["digits"], [0], [0], epochs=2,
+                                            method_config={"movr": {"method_params": {"rotation_weight": 0.1}}})}
+    assert extra["softmax"].key == plain["softmax"].key
+    assert extra["movr"].key != plain["movr"].key
+    mp = extra["movr"].config["method_params"]
+    assert mp["rotation_weight"] == 0.1 and mp["margin"] == plain["movr"].config["method_params"]["margin"]
+    with pytest.raises(ValueError, match="method_config names 'cac'.*not one of the grid's methods"):
+        plan_grid(["softmax"], ["digits"], [0], [0], method_config={"cac": {"lr": 0.1}})
+    with pytest.raises(ValueError, match="method_config.movr must be a mapping"):
+        plan_grid(["movr"], ["digits"], [0], [0], method_config={"movr": 0.1})
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("methods: [softmax, movr]\ntasks: digits\nmethod_config: {movr: {epochs: 3}}\n")
+    specs = GridConfig.from_mapping(grid_kwargs({}, grid)).plan()
+    assert {s.method: s.config["epochs"] for s in specs if s.split == 0} == {"softmax": 15, "movr": 3}
+    grid.write_text("methods: [movr]\ntasks: digits\nmethod_config: [movr]\n")
+    with pytest.raises(ValueError, match="method_config` must map method names"):
+        load_grid_file(grid)
+
+
 KILLED = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {src!r})

@@ -40,7 +40,8 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--config", help="YAML grid file with the same keys (methods, tasks, splits, seeds, family, "
                                      "epochs, db, data_root, device, checkpoint_dir, threads) plus `config:` "
-                                     "TrainConfig overrides for every run")
+                                     "TrainConfig overrides for every run and `method_config:` {method: "
+                                     "overrides} for one method's runs")
     p.add_argument("--checkpoint-dir", help="per-run checkpoints, resumed after an interruption "
                                             "(default <db name>-checkpoints beside the db)")
     p.add_argument("--threads", type=int, help="torch CPU threads")

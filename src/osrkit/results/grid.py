@@ -26,7 +26,8 @@ EXECUTORS = ("local", "ray")
 @dataclass
 class GridConfig:
     """Everything a grid run needs. `db`: a SQLite file, a `postgresql://` URL or an open store; `config`:
-    TrainConfig overrides for every run; `checkpoint_dir`: per-run checkpoints (default: the store's, beside a
+    TrainConfig overrides for every run; `method_config`: {method: overrides} for one method's runs only (e.g.
+    m-OvR's rotation head, leaving the baselines' networks and run keys as they were); `checkpoint_dir`: per-run checkpoints (default: the store's, beside a
     SQLite file), on storage every worker sees when the executor is Ray; `share_training`: methods that train
     the identical network (softmax, mls, energy, openmax) train it once and each score it; `claim`: coordinate
     with other drivers on the same db."""
@@ -42,6 +43,7 @@ class GridConfig:
     device: str = "cpu"
     checkpoint_dir: str | Path | None = None
     config: Mapping[str, Any] | None = None
+    method_config: Mapping[str, Any] | None = None
     download: bool = False
     threads: int | None = None
     share_training: bool = True
@@ -71,7 +73,7 @@ class GridConfig:
 
     def plan(self) -> list[RunSpec]:
         return plan_grid(self.methods, self.tasks, self.splits, self.seeds, self.family, self.epochs, self.config,
-                         self.device)
+                         self.device, self.method_config)
 
 
 GRID_KEYS = tuple(f.name for f in fields(GridConfig))
@@ -154,7 +156,8 @@ def _run_local(grid: GridConfig, specs: Sequence[RunSpec], store, progress: bool
 # -- grid files ------------------------------------------------------------------------------------------
 def load_grid_file(path: str | Path) -> dict[str, Any]:
     """A YAML grid: the bench flags as keys (methods, tasks, splits, seeds, family, epochs, db, data_root,
-    device, checkpoint_dir, threads, download), plus `config:` (TrainConfig overrides for every run)."""
+    device, checkpoint_dir, threads, download), plus `config:` (TrainConfig overrides for every run) and
+    `method_config:` ({method: TrainConfig overrides} for that method's runs only)."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"grid file {p} does not exist")
@@ -167,6 +170,9 @@ def load_grid_file(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"grid file {p}: unknown keys {unknown}; valid keys: {', '.join(GRID_KEYS)}")
     if "config" in grid and not isinstance(grid["config"] or {}, dict):
         raise ValueError(f"grid file {p}: `config` must be a mapping of TrainConfig fields")
+    if "method_config" in grid and not isinstance(grid["method_config"] or {}, dict):
+        raise ValueError(f"grid file {p}: `method_config` must map method names to TrainConfig fields, e.g. "
+                         "{movr: {method_params: {rotation_weight: 0.1}}}")
     return grid
 
 

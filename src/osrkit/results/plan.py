@@ -138,36 +138,52 @@ def check_data(tasks: Sequence[str], data_root, download: bool) -> None:
 
 
 def make_config(method: str, task: str, seed: int, epochs: int | None, overrides: Mapping[str, Any] | None,
-                device: str = "cpu"):
-    """Method/data-set defaults, then the grid's TrainConfig overrides, then epochs and seed; "auto" precision
-    and memory format resolved for `device` (what ran is the run's identity)."""
-    from osrkit.methods import default_config
-
-    from osrkit.methods import get_method
+                device: str = "cpu", method_overrides: Mapping[str, Any] | None = None):
+    """Method/data-set defaults, then the grid's TrainConfig overrides, then this method's own overrides (e.g. a
+    rotation head for m-OvR only), then epochs and seed; "auto" precision and memory format resolved for `device`
+    (what ran is the run's identity)."""
+    from osrkit.methods import default_config, get_method
 
     cfg = default_config(method, task)
-    if overrides:
-        cfg = cfg.replace(**dict(overrides))
-        cfg = cfg.replace(method_params=get_method(method).coerce_params(cfg.method_params))
+    for extra in (overrides, method_overrides):
+        if extra:
+            cfg = cfg.replace(**dict(extra))
+            cfg = cfg.replace(method_params=get_method(method).coerce_params(cfg.method_params))
     return cfg.replace(epochs=epochs, seed=seed).resolved(device)
+
+
+def check_method_config(methods: Sequence[str], method_config: Mapping[str, Any] | None) -> dict[str, dict]:
+    """Per-method TrainConfig overrides, each naming a method of the grid and holding a mapping."""
+    out = {}
+    for name, extra in (method_config or {}).items():
+        if name not in methods:
+            raise ValueError(f"method_config names {name!r}, which is not one of the grid's methods "
+                             f"({', '.join(methods)}); add it to methods or drop its overrides")
+        if not isinstance(extra, Mapping):
+            raise ValueError(f"method_config.{name} must be a mapping of TrainConfig fields, got {extra!r}")
+        out[name] = dict(extra)
+    return out
 
 
 def plan_grid(methods: Sequence[str], tasks: Sequence[str], splits: Sequence[int] | None, seeds: Sequence[int],
               family: str = "neal", epochs: int | None = None,
-              config: Mapping[str, Any] | None = None, device: str = "cpu") -> list[RunSpec]:
-    """Every run of the grid, validated; ordered task → split → seed → method so each task loads once."""
+              config: Mapping[str, Any] | None = None, device: str = "cpu",
+              method_config: Mapping[str, Any] | None = None) -> list[RunSpec]:
+    """Every run of the grid, validated; ordered task → split → seed → method so each task loads once.
+    `config` overrides every run's TrainConfig, `method_config[method]` that method's runs only."""
     methods, tasks, seeds = list(methods), list(tasks), list(seeds)
     if not methods or not tasks or not seeds:
         raise ValueError("a grid needs at least one method, one task and one seed")
     if epochs is not None and int(epochs) < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     _check_names(methods, tasks)
+    per_method = check_method_config(methods, method_config)
     per_task = _resolve_splits(tasks, family, splits)
     specs = []
     for t in tasks:
         for s in per_task[t]:
             for seed in seeds:
                 for m in methods:
-                    cfg = make_config(m, t, int(seed), epochs, config, device)
+                    cfg = make_config(m, t, int(seed), epochs, config, device, per_method.get(m))
                     specs.append(RunSpec(m, t, family, int(s), int(seed), cfg.to_dict()))
     return specs
