@@ -92,13 +92,20 @@ def run_variant(name: str, task, args, seed: int) -> dict[str, dict]:
     out = {label: {k: float(r[k]) for k in ("auroc", "oscr", "accuracy")}
            for label, r in evaluate_readings(trained, task, kinds).items()}
     out["_seconds"] = time.perf_counter() - t0
+    out["_recipe"] = {k: cfg.to_dict()[k] for k in ("model", "epochs", "schedule", "precision", "memory_format")}
     return out
+
+
+def _recipe(row: dict) -> str:
+    """What trained a row's network (resolved: "auto" precision shows as what ran)."""
+    r = row["scores"].get("_recipe")
+    return f"{r['model']}, {r['epochs']} ep, {r['schedule']}, {r['precision']}" if r else "not recorded"
 
 
 def render(rows: list[dict], h: dict) -> str:
     names = list(dict.fromkeys(r["variant"] for r in rows))
     lines = [f"# m-OvR tuning on {h['protocol']} (not a reported protocol)", "",
-             "| variant | score | AUROC | OSCR | accuracy | runs |", "|---|---|---|---|---|---|"]
+             "| variant | recipe | score | AUROC | OSCR | accuracy | runs |", "|---|---|---|---|---|---|---|"]
     best = {}
     for n in names:
         sel = [r for r in rows if r["variant"] == n]
@@ -107,7 +114,7 @@ def render(rows: list[dict], h: dict) -> str:
             o = np.array([r["scores"][s]["oscr"] for r in sel])
             c = np.array([r["scores"][s]["accuracy"] for r in sel])
             best[(n, s)] = a.mean()
-            lines.append(f"| {n} | {s} | {a.mean():.4f} ± {a.std(ddof=1) if len(a) > 1 else 0:.4f} | "
+            lines.append(f"| {n} | {_recipe(sel[0])} | {s} | {a.mean():.4f} ± {a.std(ddof=1) if len(a) > 1 else 0:.4f} | "
                          f"{o.mean():.4f} | {c.mean():.4f} | {len(a)} |")
     top = sorted(best.items(), key=lambda kv: -kv[1])[:5]
     lines += ["", "Top five (variant, score) by mean AUROC: " +
