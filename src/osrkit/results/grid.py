@@ -28,9 +28,9 @@ class GridConfig:
     """Everything a grid run needs. `db`: a SQLite file, a `postgresql://` URL or an open store; `config`:
     TrainConfig overrides for every run; `method_config`: {method: overrides} for one method's runs only (e.g.
     m-OvR's rotation head, leaving the baselines' networks and run keys as they were); `checkpoint_dir`: per-run
-    checkpoints (default: the store's, beside a SQLite file), on storage every worker sees when the executor is Ray; `share_training`: methods that train
-    the identical network (softmax, mls, energy, openmax) train it once and each score it; `claim`: coordinate
-    with other drivers on the same db."""
+    checkpoints (default: the store's, beside a SQLite file), on storage every worker sees when the executor is
+    Ray; `share_training`: methods that train the identical network (softmax, mls, energy, openmax) train it once
+    and each score it; `claim`: coordinate with other drivers on the same db."""
 
     methods: Sequence[str]
     tasks: Sequence[str]
