@@ -20,6 +20,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import argparse  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
+from functools import partial  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -130,12 +131,17 @@ def main() -> None:
     splits, (task_name,) = kw["splits"], kw["tasks"]
     rows: dict = {net: {} for net in READINGS}
     reused: dict[str, list[int]] = {}
+
+    def plan_one(method: str, split: int):
+        """The grid's run of `method` on `split` (its config names the checkpoint and the stored run)."""
+        return plan_grid([method], [task_name], [split], [0], epochs=kw.get("epochs"), config=kw.get("config"),
+                         device=kw.get("device", "cpu"),
+                         method_config=own_method_config(kw.get("method_config"), method))[0]
+
     for split in splits:
         task = make_task(task_name, split=split, family="neal", data_root=kw["data_root"])
         for net in READINGS:
-            plan = lambda m: plan_grid([m], [task_name], [split], [0], epochs=kw.get("epochs"),  # noqa: E731
-                                       config=kw.get("config"), device=kw.get("device", "cpu"),
-                                       method_config=own_method_config(kw.get("method_config"), m))[0]
+            plan = partial(plan_one, split=split)
             ckpt = ckdir / plan(net).checkpoint_name(task)
             if not ckpt.exists() and args.reuse:
                 rows[net][str(split)] = reused_rows(RESULTS / f"{args.reuse}.json", net, split, store, plan)
@@ -143,9 +149,7 @@ def main() -> None:
             else:
                 rows[net][str(split)] = rescore(ckpt, task, READINGS[net])
             print(split, net, {k: round(v["auroc"], 4) for k, v in rows[net][str(split)].items()}, flush=True)
-    movr_spec = plan_grid(["movr"], [task_name], [splits[-1]], [0], epochs=kw.get("epochs"), config=kw.get("config"),
-                          device=kw.get("device", "cpu"),
-                          method_config=own_method_config(kw.get("method_config"), "movr"))[0]
+    movr_spec = plan_one("movr", splits[-1])
     point, margin = (1, 0.005) if task_name == "mnist" else (4, 0.01)  # the issue's bars: MNIST, CIFAR-10
     mp = movr_spec.config["method_params"]
     # the recipe as trained: the stored config has "auto" precision and memory format resolved for the device
