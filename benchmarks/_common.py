@@ -25,8 +25,8 @@ def git_commit() -> str:
     try:
         return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True,
                                        cwd=Path(__file__).parent, stderr=subprocess.DEVNULL).strip()
-    except Exception:
-        return "unknown"
+    except Exception:  # a copy without .git (e.g. a lent GPU machine): the caller may name the commit
+        return os.environ.get("OSRKIT_GIT_COMMIT", "unknown")
 
 
 def header(omit: tuple[str, ...] = ("--note",)) -> dict:
