@@ -22,11 +22,15 @@ def machine() -> dict:
 
 
 def git_commit() -> str:
+    """This checkout's commit; $OSRKIT_GIT_COMMIT where set (a copy whose .git is absent or stale, e.g. on a lent
+    GPU machine)."""
+    if os.environ.get("OSRKIT_GIT_COMMIT"):
+        return os.environ["OSRKIT_GIT_COMMIT"]
     try:
         return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True,
                                        cwd=Path(__file__).parent, stderr=subprocess.DEVNULL).strip()
-    except Exception:  # a copy without .git (e.g. a lent GPU machine): the caller may name the commit
-        return os.environ.get("OSRKIT_GIT_COMMIT", "unknown")
+    except Exception:
+        return "unknown"
 
 
 def header(omit: tuple[str, ...] = ("--note",)) -> dict:

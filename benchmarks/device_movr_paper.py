@@ -158,6 +158,7 @@ def main() -> None:
     ap.add_argument("--budget-s", type=float, default=540.0, help="seconds for the whole script")
     ap.add_argument("--report-s", type=float, default=90.0, help="seconds kept at the end for reports and packing")
     ap.add_argument("--no-mps", action="store_true")
+    ap.add_argument("--no-report", action="store_true", help="train only (write the reports later, elsewhere)")
     args = ap.parse_args()
     t_start = time.time()
     out, logs = Path(args.out), ROOT / "logs/device_movr_paper"
@@ -177,7 +178,7 @@ def main() -> None:
         if last_seconds is not None and left < 0.8 * last_seconds + 30:
             summary["skipped"][path] = f"{left:.0f} s left, the grid before took {last_seconds:.0f} s"
             continue
-        if run_grid_drivers(path, grid, env, train_end, logs, summary):
+        if run_grid_drivers(path, grid, env, train_end, logs, summary) and not args.no_report:
             reports.append(report(path, Path(grid["db"]).stem, logs, env))
         last_seconds = summary["grids"][Path(path).stem]["seconds"]
     for p in reports:
