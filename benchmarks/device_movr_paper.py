@@ -63,7 +63,9 @@ def start_mps(log: dict) -> dict:
         Path(d).mkdir(parents=True, exist_ok=True)
     full = {**os.environ, **env}
     try:
-        subprocess.run([control, "-d"], env=full, check=True, timeout=20)
+        started = subprocess.run([control, "-d"], env=full, timeout=20, capture_output=True, text=True)
+        if started.returncode != 0 and "already running" not in started.stdout + started.stderr:
+            raise RuntimeError(f"nvidia-cuda-mps-control -d: {(started.stdout + started.stderr).strip()}")
         probe = "import torch; x = torch.randn(256, 256, device='cuda'); print(float((x @ x).sum()))"
         subprocess.run([sys.executable, "-c", probe], env=full, check=True, timeout=60, capture_output=True)
     except Exception as e:  # noqa: BLE001 - any failure: run without MPS

@@ -103,7 +103,8 @@ def render(res: dict) -> str:
                 "checkpoints were not on this machine); each matches its stored grid run's AUROC, so they are the "
                 "same networks.\n" for net, r in res.get("reused", {}).items()],
               f"Command: `{res['command']}`; date {res['date']}; {res['machine']['processor']}, "
-              f"{res['machine']['cpu_count']} cores, torch {res['machine']['torch']}; commit {res['git_commit']}.", ""]
+              f"{res['machine']['cpu_count']} cores, torch {res['machine']['torch']}; commit {res['git_commit']}.", "",
+              *[f"{note}\n" for note in res.get("notes", [])]]
     return "\n".join(lines)
 
 
@@ -115,6 +116,8 @@ def main() -> None:
     ap.add_argument("--device", help="override the grid file's device (cpu, cuda)")
     ap.add_argument("--threads", type=int, help="torch CPU threads")
     ap.add_argument("--splits", help="override the grid file's splits (comma-separated), e.g. a partial report")
+    ap.add_argument("--note", action="append", default=[], help="a paragraph to keep under the table (saved in the "
+                                                                    "JSON), e.g. where the networks were trained")
     ap.add_argument("--reuse", help="an earlier report of this grid (results/<NAME>.json) whose rows stand in for "
                                     "networks whose checkpoint is missing here, checked against the stored runs")
     args = ap.parse_args()
@@ -165,6 +168,7 @@ def main() -> None:
                       "movr_params": mp, "movr_model_kwargs": movr_spec.config["model_kwargs"],
                       "movr_weight_decay_on": movr_spec.config["weight_decay_on"], "movr_default_score": mp["score"],
                       "reused": {net: {"from": f"{args.reuse}.json", "splits": v} for net, v in reused.items()},
+                      "notes": args.note,
                       "acceptance": {"movr": ms, "softmax": sm, "mls": ml, "movr_vs_softmax": ms >= sm + margin,
                                      "margin": margin, "point": point,
                                      "movr_vs_mls": ms >= ml, "wins": wins}}
