@@ -43,6 +43,8 @@ def main() -> None:
     ap.add_argument("--model", default="vgg32-lite")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--n", type=int, default=300, help="samples per side for the Jacobian norms")
+    ap.add_argument("--unit", action="store_true", help="the Jacobian of f/||f|| (what a cosine head such as "
+                                                       "m-OvR's sees) instead of the embedding f")
     ap.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out-dir", default="runs/bench-jacobian")
@@ -72,7 +74,7 @@ def main() -> None:
         write(args.name, saved, render(saved["rows"], splits, opt("--model", args.model),
                                               int(opt("--epochs", args.epochs)), int(opt("--n", args.n)), h=saved,
                                               name=args.name, data_label=saved.get("task_label", "MNIST"),
-                                              notes=saved["notes"]))
+                                              notes=saved["notes"], unit=bool(saved.get("recipe", {}).get("--unit"))))
         return
     torch.set_num_threads(args.threads)
     task_name, grid_config = "mnist", {"model": args.model}
@@ -100,7 +102,7 @@ def main() -> None:
                 if not args.from_bench else load_trained(ckpt)
             res = evaluate(trained, task)
             plot_dir = RESULTS / args.name / f"{method}-split{split}"
-            jac = jacobian_study(trained, task, plot_dir, n=args.n, progress=False)
+            jac = jacobian_study(trained, task, plot_dir, n=args.n, progress=False, unit=args.unit)
             row = {"method": method, "split": split, **{k: res[k] for k in ("auroc", "oscr", "accuracy")},
                    **{k: jac[k] for k in ("known_mean", "unknown_mean", "difference", "auroc_of_norm",
                                                   "between_within", "silhouette", "silhouette_cosine")},
@@ -109,9 +111,11 @@ def main() -> None:
             rows.append(row)
             print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
     label = task_label(task)
-    recipe = {"--splits": str(args.splits), "--model": args.model, "--epochs": args.epochs, "--n": args.n}
+    recipe = {"--splits": str(args.splits), "--model": args.model, "--epochs": args.epochs, "--n": args.n,
+              "--unit": args.unit}
     write(args.name, {**header(), "rows": rows, "task_label": label, "recipe": recipe, "notes": args.note},
-          render(rows, args.splits, args.model, args.epochs, args.n, name=args.name, data_label=label, notes=args.note))
+          render(rows, args.splits, args.model, args.epochs, args.n, name=args.name, data_label=label, notes=args.note,
+                 unit=args.unit))
 
 
 def _reused_row(args: argparse.Namespace, method: str, split: int, spec) -> dict:
@@ -175,7 +179,8 @@ def _fig8_claim(rows: list[dict], mean) -> str:
 
 
 def render(rows: list[dict], splits: str, model: str, epochs: int, n: int, h: dict | None = None,
-           name: str = "jacobian_study", data_label: str = "MNIST", notes: list[str] | None = None) -> str:
+           name: str = "jacobian_study", data_label: str = "MNIST", notes: list[str] | None = None,
+           unit: bool = False) -> str:
     """The Markdown table and the two findings, from the per-run rows; notes (saved in the JSON) go last."""
     for r in rows:
         r.setdefault("ratio", r["unknown_mean"] / r["known_mean"])
@@ -194,7 +199,7 @@ def render(rows: list[dict], splits: str, model: str, epochs: int, n: int, h: di
     if all("davies_bouldin" in r for r in rows):
         keys += ["davies_bouldin", "davies_bouldin_unit"]
         heads += ["Davies–Bouldin ↓", "Davies–Bouldin, unit ↓"]
-    md = [f"# Jacobian-norm study, {data_label} `neal` splits {splits}: {model}, {epochs} epochs (osrkit fast recipe)", "",
+    md = [f"# Jacobian-norm study, {data_label} `neal` splits {splits}: {model}, {epochs} epochs", "",
           "| method | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
     for m in methods:
         sel = [r for r in rows if r["method"] == m]
@@ -202,7 +207,8 @@ def render(rows: list[dict], splits: str, model: str, epochs: int, n: int, h: di
                                           for k in keys) + " |")
     order = lambda k: sorted(methods, key=lambda m: -mean(m, k))  # noqa: E731
     by = lambda k: ", ".join(f"{m} {mean(m, k):.3f}" for m in order(k))  # noqa: E731
-    md += ["", "Mean ± sample standard deviation over splits. Norms: the embedding's input Jacobian (w.r.t. the normalised "
+    md += ["", "Mean ± sample standard deviation over splits. Norms: the " + ("unit-normalised embedding f/‖f‖'s"
+           if unit else "embedding's") + " input Jacobian (w.r.t. the normalised "
            f"input), exact, n={n} per side; plots in `results/{name}/`. Separation: on the same embedding of the n "
            "known-test samples; between/within = mean distance between class means / mean distance to the own class "
            "mean; silhouette = scikit-learn's (euclidean, and cosine)" + ("; Davies–Bouldin = scikit-learn's (the paper's "
