@@ -30,7 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from osrkit.results.grid import grid_kwargs  # noqa: E402
+from osrkit.results.plan import plan_grid  # noqa: E402
 from osrkit.results.runner import checkpoint_state  # noqa: E402
+from osrkit.results.store import open_store  # noqa: E402
 
 TRAINED = "softmax,movr"  # the networks; mls scores softmax's (the report adds its runs)
 PART_BYTES = 15 * 2**20  # what comes back from the machine: files under 16 MiB
@@ -79,6 +81,20 @@ def start_mps(log: dict) -> dict:
     return env
 
 
+def pending_runs(grid: dict) -> int:
+    """The grid's trained networks (TRAINED runs) not yet stored in its database."""
+    methods = TRAINED.split(",")
+    own = {m: v for m, v in (grid.get("method_config") or {}).items() if m in methods}
+    specs = plan_grid(methods, grid["tasks"], grid.get("splits"), grid.get("seeds", [0]), family=grid.get("family", "neal"),
+                      epochs=grid.get("epochs"), config=grid.get("config"), device=grid.get("device", "cpu"),
+                      method_config=own)
+    db = str(grid["db"]) if "://" in str(grid["db"]) else ROOT / grid["db"]  # a PostgreSQL URL or a SQLite file
+    if isinstance(db, Path) and not db.exists():
+        return len(specs)
+    store = open_store(str(db), create=False)
+    return sum(not store.has(s.key) for s in specs)
+
+
 def grid_progress(grid: dict, networks: int) -> float:
     """Share of the grid's training epochs done, read from its checkpoints."""
     done = 0
@@ -99,9 +115,10 @@ def gpu_busy() -> str | None:
 
 
 def run_grid_drivers(path: str, grid: dict, env: dict, end: float, logs: Path, summary: dict) -> bool:
-    """One `osrkit bench` driver per network of the grid, until all finish or `end`; True where all finished."""
-    networks = len(grid["splits"]) * len(TRAINED.split(","))
-    name = Path(path).stem
+    """One `osrkit bench` driver per network of the grid not yet stored, until all finish or `end`; True where
+    every network's run is stored."""
+    networks, name = pending_runs(grid), Path(path).stem
+    total = len(grid["splits"]) * len(TRAINED.split(","))
     procs = []
     for i in range(networks):
         cmd = [sys.executable, "-m", "osrkit", "bench", "--config", path, "--methods", TRAINED, "--threads", "1",
@@ -118,11 +135,11 @@ def run_grid_drivers(path: str, grid: dict, env: dict, end: float, logs: Path, s
                 p.wait(timeout=60)
             break
         time.sleep(10)
-        samples.append({"s": round(time.time() - t0), "progress": round(grid_progress(grid, networks), 4),
+        samples.append({"s": round(time.time() - t0), "progress": round(grid_progress(grid, total), 4),
                         "gpu": gpu_busy()})
         print(name, samples[-1], flush=True)
     codes = [p.returncode for p in procs]
-    ok = all(c == 0 for c in codes) and grid_progress(grid, networks) >= 1.0
+    ok = all(c == 0 for c in codes) and pending_runs(grid) == 0
     summary["grids"][name] = {"seconds": round(time.time() - t0), "finished": ok, "exit_codes": codes,
                               "networks": networks, "samples": samples}
     return ok

@@ -209,7 +209,8 @@ def render(rows: list[dict], splits: str, model: str, epochs: int, n: int, h: di
     by = lambda k: ", ".join(f"{m} {mean(m, k):.3f}" for m in order(k))  # noqa: E731
     md += ["", "Mean ± sample standard deviation over splits. Norms: the " + ("unit-normalised embedding f/‖f‖'s"
            if unit else "embedding's") + " input Jacobian (w.r.t. the normalised "
-           f"input), exact, n={n} per side; plots in `results/{name}/`. Separation: on the same embedding of the n "
+           f"input), exact, n={n} per side; plots in `results/{name}/`. Separation: on the same " + ("unit-normalised "
+           if unit else "") + "embedding of the n "
            "known-test samples; between/within = mean distance between class means / mean distance to the own class "
            "mean; silhouette = scikit-learn's (euclidean, and cosine)" + ("; Davies–Bouldin = scikit-learn's (the paper's "
            "measure, lower = better separated; 'unit' on the unit-normalised embedding)" if "davies_bouldin" in keys else "")
