@@ -155,8 +155,11 @@ def pack(out: Path, grids: list[tuple[str, dict]], logs: Path, summary: dict) ->
     """results.tar.gz (databases, reports, logs, summary) and the checkpoints in parts under 16 MiB."""
     (logs / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     with tarfile.open(out / "results.tar.gz", "w:gz") as t:
-        for f in sorted((ROOT / "benchmarks/results").glob("movr_*_paper.*")):
-            t.add(f, arcname=f"benchmarks/results/{f.name}")
+        for _, g in grids:  # each grid's SQLite database and the report named after it (<db stem>.json/.md)
+            db = ROOT / str(g["db"])
+            for f in sorted({db, *(ROOT / "benchmarks/results").glob(f"{db.stem}.*")}):
+                if "://" not in str(g["db"]) and f.is_file():
+                    t.add(f, arcname=str(f.relative_to(ROOT)))
         t.add(logs, arcname="logs/device_movr_paper")
     ckpt = out / "checkpoints.tar"
     with tarfile.open(ckpt, "w") as t:
