@@ -195,3 +195,40 @@ def test_hutchpp_beats_the_plain_estimator_on_a_concentrated_spectrum() -> None:
 def test_hutchpp_needs_four_probes() -> None:
     with pytest.raises(ValueError, match="hutchpp' needs probes >= 4"):
         jacobian_norm(lambda z: z * 2, torch.randn(2, 3), method="estimate", estimator="hutchpp", probes=3)
+
+
+class _LinearEmbedding(nn.Module):
+    """embedding = W x (flattened), logits = its first two coordinates: a model with a closed-form Jacobian."""
+
+    def __init__(self, w: torch.Tensor) -> None:
+        super().__init__()
+        self.w = nn.Parameter(w)
+
+    def forward(self, x: torch.Tensor):
+        from osrkit.models.output import ModelOutput
+
+        f = x.flatten(1) @ self.w.T
+        return ModelOutput(logits=f[:, :2], embedding=f)
+
+
+def test_unit_normalised_embedding_jacobian_is_the_projected_weight_over_the_norm() -> None:
+    """The `unit` reading (the Jacobian of f/||f||, what a cosine head sees) against its closed form:
+    d(f/||f||)/dx = (I - u u^T) W / ||W x|| with u = W x / ||W x||; and unit=False gives ||W||_F."""
+    from osrkit.analysis.study import representation_fn
+
+    torch.manual_seed(3)
+    w = torch.randn(5, 12, dtype=torch.float64)
+    x = torch.randn(4, 3, 2, 2, dtype=torch.float64)
+    model = _LinearEmbedding(w).eval()
+    f = x.flatten(1) @ w.T
+    expected = []
+    for fi in f:
+        u = fi / fi.norm()
+        expected.append(torch.linalg.matrix_norm((torch.eye(5, dtype=torch.float64) - torch.outer(u, u)) @ w) / fi.norm())
+    unit = jacobian_norm(representation_fn(model, "embedding", unit=True), x).norms
+    torch.testing.assert_close(unit, torch.stack(expected), rtol=1e-10, atol=1e-12)
+    raw = jacobian_norm(representation_fn(model, "embedding", unit=False), x).norms
+    torch.testing.assert_close(raw, torch.full((4,), float(torch.linalg.matrix_norm(w)), dtype=torch.float64))
+    # the unit reading is scale-free: doubling W leaves it unchanged, while the raw norm doubles
+    model2 = _LinearEmbedding(2 * w).eval()
+    torch.testing.assert_close(jacobian_norm(representation_fn(model2, "embedding", unit=True), x).norms, unit)
