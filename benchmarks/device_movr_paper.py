@@ -29,8 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from osrkit.results.grid import grid_kwargs  # noqa: E402
-from osrkit.results.plan import plan_grid  # noqa: E402
+from osrkit.results.grid import GridConfig, grid_kwargs, iter_missing  # noqa: E402
 from osrkit.results.runner import checkpoint_state  # noqa: E402
 from osrkit.results.store import open_store  # noqa: E402
 
@@ -84,15 +83,12 @@ def start_mps(log: dict) -> dict:
 def pending_runs(grid: dict) -> int:
     """The grid's trained networks (TRAINED runs) not yet stored in its database."""
     methods = TRAINED.split(",")
-    own = {m: v for m, v in (grid.get("method_config") or {}).items() if m in methods}
-    specs = plan_grid(methods, grid["tasks"], grid.get("splits"), grid.get("seeds", [0]), family=grid.get("family", "neal"),
-                      epochs=grid.get("epochs"), config=grid.get("config"), device=grid.get("device", "cpu"),
-                      method_config=own)
+    own = {m: v for m, v in (grid.get("method_config") or {}).items() if m in methods}  # plan_grid refuses others
+    specs = GridConfig.from_mapping({**grid, "methods": methods, "method_config": own or None}).plan()
     db = str(grid["db"]) if "://" in str(grid["db"]) else ROOT / grid["db"]  # a PostgreSQL URL or a SQLite file
     if isinstance(db, Path) and not db.exists():
         return len(specs)
-    store = open_store(str(db), create=False)
-    return sum(not store.has(s.key) for s in specs)
+    return len(iter_missing(specs, open_store(str(db), create=False)))
 
 
 def grid_progress(grid: dict, networks: int) -> float:
@@ -195,7 +191,7 @@ def main() -> None:
     train_end = t_start + args.budget_s - args.report_s
     grids = [(p, grid_kwargs({}, p)) for p in args.grids]
     reports, last_seconds = [], None
-    for i, (path, grid) in enumerate(grids):
+    for path, grid in grids:
         left = train_end - time.time()
         if last_seconds is not None and left < 0.8 * last_seconds + 30:
             summary["skipped"][path] = f"{left:.0f} s left, the grid before took {last_seconds:.0f} s"
