@@ -2,6 +2,7 @@
 
     python benchmarks/movr_tuning.py --task digits --splits 0,1,2,3,4 --seeds 0,1
     python benchmarks/movr_tuning.py --task mnist --family arpl --splits 0 --model vgg32-lite --epochs 3
+    python benchmarks/movr_tuning.py --task mnist --known-sets "0,2,3,6,8,9;1,2,4,5,6,8" --model vgg32-lite --epochs 3
     python benchmarks/movr_tuning.py --task cifar10 --family arpl --splits 0 --model vgg32-lite --epochs 30 \
         --data-root data/cifar10-jpeg-root --checkpoint-dir runs/movr_tuning-checkpoints --variants "softmax;..."
 
@@ -30,6 +31,7 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import header, write  # noqa: E402
 
+from osrkit.data.splits import get_split, num_splits  # noqa: E402
 from osrkit.data.tasks import make_task  # noqa: E402
 from osrkit.engine.identity import checkpoint_name  # noqa: E402
 from osrkit.engine.pipeline import evaluate_readings, fit_method  # noqa: E402
@@ -129,6 +131,9 @@ def main() -> None:
     ap.add_argument("--task", default="digits")
     ap.add_argument("--family", default="neal")
     ap.add_argument("--splits", default="0,1,2,3,4")
+    ap.add_argument("--known-sets", help="';'-separated known-class sets (e.g. '0,2,3,6,8,9;1,2,4,5,6,8'), each a "
+                                         "split whose unknowns are the other classes, instead of --family/--splits; "
+                                         "a set equal to a reported `neal` split is refused")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--model")
     ap.add_argument("--epochs", type=int)
@@ -140,16 +145,37 @@ def main() -> None:
                     help="fp32 (default): the recipe of the reported CPU grids; auto: bf16 where native")
     ap.add_argument("--checkpoint-dir", help="checkpoint every network here (each epoch), so a rerun resumes")
     args = ap.parse_args()
+    if args.known_sets:
+        return tune(args, [("custom", i, sorted(int(c) for c in ks.split(",")))
+                           for i, ks in enumerate(args.known_sets.split(";"))])
     if args.task in REPORTED_TASKS and args.family == "neal":
         raise SystemExit(f"{args.task} neal splits are a reported protocol (m-OvR vs softmax): tune elsewhere "
                          "(digits, or --family arpl)")
+    tune(args, [(args.family, int(s), None) for s in args.splits.split(",")])
+
+
+def reported_known_sets(task: str) -> list[list[int]]:
+    """The known-class sets of `task`'s reported (`neal`) splits; none for a task not reported."""
+    if task not in REPORTED_TASKS:
+        return []
+    return [sorted(get_split("neal", task, i)[0]) for i in range(num_splits("neal", task))]
+
+
+def tune(args, splits: list[tuple[str, int, list[int] | None]]) -> None:
+    """Train and score every variant on each (family, split, known set or None) and seed; write the report."""
+    reported = reported_known_sets(args.task)
+    for family, i, known in splits:
+        if known is not None and known in reported:
+            raise SystemExit(f"known set {known} is a reported `neal` split of {args.task}: tune on other classes")
     torch.set_num_threads(args.threads)
     names = args.variants.split(";") if args.variants else list(VARIANTS)
-    h = header() | {"protocol": f"{args.task} `{args.family}` splits {args.splits}, seeds {args.seeds}"}
+    where = (f"known sets {args.known_sets}" if args.known_sets else f"`{args.family}` splits {args.splits}")
+    h = header() | {"protocol": f"{args.task} {where}, seeds {args.seeds}"}
     rows = []
-    for split in [int(s) for s in args.splits.split(",")]:
+    for family, split, known in splits:
         for seed in [int(s) for s in args.seeds.split(",")]:
-            task = make_task(args.task, split=split, family=args.family, data_root=args.data_root, seed=seed)
+            where = {"known": known} if known is not None else {"split": split, "family": family}
+            task = make_task(args.task, data_root=args.data_root, seed=seed, **where)
             for n in names:
                 res = run_variant(n, task, args, seed)
                 rows.append({"variant": n, "split": split, "seed": seed, "scores": res})
