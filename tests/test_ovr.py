@@ -307,15 +307,20 @@ def test_ovr_method_trains_and_scores_by_its_sample_loss() -> None:
 
 
 def test_movr_default_score_per_data_set_and_what_run_resolves() -> None:
-    """max_projection by default (chosen on MNIST `arpl`), the target term on digits (chosen there); an explicit
-    --param score= still wins, and the network identity does not depend on the score."""
+    """max_projection and margin on the target by default (chosen on MNIST `arpl`), the target term on digits
+    (chosen there), on MNIST the paper's reading (margin on every class) scored by -max cos (chosen on custom MNIST
+    splits); an explicit --param score= still wins, and the network identity does not depend on the score."""
     from osrkit.engine.identity import network_identity
     from osrkit.methods import default_config, get_method
 
     m = get_method("movr")
     mnist, digits = default_config("movr", "mnist"), default_config("movr", "digits")
-    assert mnist.method_params["score"] == "max_projection"
-    assert default_config("movr", "cifar10").method_params["score"] == "max_projection"
+    assert (mnist.method_params["score"], mnist.method_params["margin_on"]) == ("max_cos", "all")
+    assert m.make_loss(6, m.resolved_params(mnist.method_params)).base.margin_on == "all"
+    assert m.make_scorer(6, m.resolved_params(mnist.method_params)).kind == "max_cos"
+    for other in ("cifar10", "svhn", "fashion-mnist"):
+        params = default_config("movr", other).method_params
+        assert (params["score"], params["margin_on"]) == ("max_projection", "target"), other
     assert digits.method_params["score"] == "target"
     assert m.make_scorer(6, m.resolved_params(digits.method_params)).kind == "target"
     assert m.make_scorer(6, m.resolved_params({**digits.method_params, "score": "loss"})).kind == "loss"
