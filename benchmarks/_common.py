@@ -48,6 +48,12 @@ def header(omit: tuple[str, ...] = ("--note",)) -> dict:
             "machine": machine(), "git_commit": git_commit()}
 
 
+def provenance(h: dict) -> str:
+    """The closing line of a Markdown report: command, date, machine and commit from `header()`."""
+    return (f"Command: `{h['command']}`; date {h['date']}; {h['machine']['processor']}, {h['machine']['cpu_count']} cores, "
+            f"torch {h['machine']['torch']}; commit {h['git_commit']}.")
+
+
 def write(name: str, payload: dict, markdown: str | None = None) -> Path:
     """Write results/<name>.json (and .md) atomically."""
     from osrkit.engine.checkpoint import atomic_write_text

@@ -19,7 +19,7 @@ import numpy as np
 from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import header, write  # noqa: E402
+from _common import header, provenance, write  # noqa: E402
 
 from osrkit.results.grid import GridConfig, grid_kwargs  # noqa: E402
 from osrkit.results.store import open_store  # noqa: E402
@@ -91,8 +91,7 @@ def render(res: dict) -> str:
                   f"**{'yes' if a['movr_vs_softmax'] else 'no'}**; m-OvR ≥ MLS: **{'yes' if a['movr_vs_mls'] else 'no'}**."]
     if res["pending"]:
         lines += ["", f"Pending (not in the database yet): {', '.join(res['pending'])}."]
-    lines += ["", f"Command: `{res['command']}`; date {res['date']}; {res['machine']['processor']}, "
-              f"{res['machine']['cpu_count']} cores, torch {res['machine']['torch']}; commit {res['git_commit']}.", ""]
+    lines += ["", provenance(res), ""]
     return "\n".join(lines)
 
 

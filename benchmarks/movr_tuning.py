@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import header, write  # noqa: E402
+from _common import header, provenance, write  # noqa: E402
 
 from osrkit.data.splits import get_split, num_splits  # noqa: E402
 from osrkit.data.tasks import make_task  # noqa: E402
@@ -121,8 +121,7 @@ def render(rows: list[dict], h: dict) -> str:
     top = sorted(best.items(), key=lambda kv: -kv[1])[:5]
     lines += ["", "Top five (variant, score) by mean AUROC: " +
               "; ".join(f"{n} / {s}: {v:.4f}" for (n, s), v in top), "",
-              f"Command: `{h['command']}`; date {h['date']}; {h['machine']['processor']}, "
-              f"{h['machine']['cpu_count']} cores, torch {h['machine']['torch']}; commit {h['git_commit']}.", ""]
+              provenance(h), ""]
     return "\n".join(lines)
 
 

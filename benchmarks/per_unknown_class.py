@@ -24,7 +24,7 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import header, write  # noqa: E402
+from _common import header, provenance, write  # noqa: E402
 
 from osrkit.data.tasks import make_task  # noqa: E402
 from osrkit.engine.checkpoint import load_checkpoint  # noqa: E402
@@ -83,8 +83,7 @@ def render(res: dict) -> str:
         for label, r in net["auroc"].items():
             lines.append(f"| {label} | {r['all']:.4f} | " + " | ".join(f"{r[c]:.4f}" for c in cls) + " |")
         lines.append("")
-    lines += [f"Command: `{res['command']}`; date {res['date']}; {res['machine']['processor']}, "
-              f"{res['machine']['cpu_count']} cores, torch {res['machine']['torch']}; commit {res['git_commit']}.", ""]
+    lines += [provenance(res), ""]
     return "\n".join(lines)
 
 
