@@ -163,7 +163,7 @@ def reported_known_sets(task: str) -> list[list[int]]:
 def tune(args, splits: list[tuple[str, int, list[int] | None]]) -> None:
     """Train and score every variant on each (family, split, known set or None) and seed; write the report."""
     reported = reported_known_sets(args.task)
-    for family, i, known in splits:
+    for _, _, known in splits:
         if known is not None and known in reported:
             raise SystemExit(f"known set {known} is a reported `neal` split of {args.task}: tune on other classes")
     torch.set_num_threads(args.threads)
