@@ -22,16 +22,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import header, provenance, write  # noqa: E402
 
 from osrkit.results.grid import GridConfig, grid_kwargs  # noqa: E402
+from osrkit.results.plan import RunSpec  # noqa: E402
 from osrkit.results.store import open_store  # noqa: E402
 
 COLUMNS = ("softmax", "mls", "movr")  # softmax = MSP on the cross-entropy network; mls scores the same network
 
 
-def collect(grid: GridConfig, store) -> tuple[dict[tuple[int, int], dict[str, dict]], list[str]]:
+def collect(specs: list[RunSpec], store) -> tuple[dict[tuple[int, int], dict[str, dict]], list[str]]:
     """{(split, seed): {method: metrics}} for every stored run of the grid's three methods, and the pending labels."""
     runs: dict[tuple[int, int], dict[str, dict]] = {}
     pending = []
-    for spec in grid.plan():
+    for spec in specs:
         if spec.method not in COLUMNS:
             continue
         rows = store.rows(key=spec.key)
@@ -107,8 +108,9 @@ def main() -> None:
         raise SystemExit(f"{args.config}: the grid lacks method(s) {', '.join(missing)}; it needs softmax, mls, movr")
     grid = GridConfig.from_mapping(kw)
     store = open_store(grid.db, create=False)
-    runs, pending = collect(grid, store)
-    movr_spec = next(s for s in grid.plan() if s.method == "movr")
+    specs = grid.plan()
+    runs, pending = collect(specs, store)
+    movr_spec = next(s for s in specs if s.method == "movr")
     res = header() | {"grid": args.config, "db": str(grid.db), "movr_score": movr_spec.config["method_params"]["score"],
                       "rows": [[k[0], k[1], runs[k]] for k in sorted(runs)], "pending": pending,
                       "summary": summarize(runs, args.margin)}
