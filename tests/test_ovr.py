@@ -307,18 +307,21 @@ def test_ovr_method_trains_and_scores_by_its_sample_loss() -> None:
 
 
 def test_movr_default_score_per_data_set_and_what_run_resolves() -> None:
-    """max_projection and margin on the target by default (chosen on MNIST `arpl`), the target term on digits
-    (chosen there), on MNIST the paper's reading (margin on every class) scored by -max cos (chosen on custom MNIST
-    splits); an explicit --param score= still wins, and the network identity does not depend on the score."""
+    """max_projection and margin on the target by default (MNIST included: chosen on MNIST `arpl`, confirmed on
+    custom MNIST splits), the target term on digits (chosen there); an explicit --param score= or margin_on= still
+    wins, and the network identity depends on the margin but not on the score."""
     from osrkit.engine.identity import network_identity
     from osrkit.methods import default_config, get_method
 
     m = get_method("movr")
     mnist, digits = default_config("movr", "mnist"), default_config("movr", "digits")
-    assert (mnist.method_params["score"], mnist.method_params["margin_on"]) == ("max_cos", "all")
-    assert m.make_loss(6, m.resolved_params(mnist.method_params)).base.margin_on == "all"
-    assert m.make_scorer(6, m.resolved_params(mnist.method_params)).kind == "max_cos"
-    for other in ("cifar10", "svhn", "fashion-mnist"):
+    assert m.make_loss(6, m.resolved_params(mnist.method_params)).base.margin_on == "target"
+    assert m.make_scorer(6, m.resolved_params(mnist.method_params)).kind == "max_projection"
+    paper = m.resolved_params({**mnist.method_params, "margin_on": "all", "score": "max_cos"})
+    assert (m.make_loss(6, paper).base.margin_on, m.make_scorer(6, paper).kind) == ("all", "max_cos")
+    assert network_identity("movr", mnist.to_dict()) != network_identity(
+        "movr", mnist.replace(method_params={**mnist.method_params, "margin_on": "all"}).to_dict())
+    for other in ("mnist", "cifar10", "svhn", "fashion-mnist"):
         params = default_config("movr", other).method_params
         assert (params["score"], params["margin_on"]) == ("max_projection", "target"), other
     assert digits.method_params["score"] == "target"
