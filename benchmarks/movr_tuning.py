@@ -21,6 +21,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -29,7 +30,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import header, provenance, write  # noqa: E402
+from _common import RESULTS, header, provenance, write  # noqa: E402
+from movr_seeds import paired  # noqa: E402
 
 from osrkit.data.splits import get_split, num_splits  # noqa: E402
 from osrkit.data.tasks import make_task  # noqa: E402
@@ -120,9 +122,51 @@ def render(rows: list[dict], h: dict) -> str:
                          f"{o.mean():.4f} | {c.mean():.4f} | {len(a)} |")
     top = sorted(best.items(), key=lambda kv: -kv[1])[:5]
     lines += ["", "Top five (variant, score) by mean AUROC: " +
-              "; ".join(f"{n} / {s}: {v:.4f}" for (n, s), v in top), "",
-              provenance(h), ""]
+              "; ".join(f"{n} / {s}: {v:.4f}" for (n, s), v in top), ""]
+    pairs = h.get("pairs", [])
+    if pairs:
+        lines += ["Paired over the (split, seed) cells both hold (AUROC, first minus second, 95% t interval):", ""]
+        for a, b in pairs:
+            d = paired_auroc(rows, a, b)
+            lines.append(f"- {a} − {b}: {d['mean']:+.4f} ({d['low']:+.4f} … {d['high']:+.4f}), n = {d['n']}; "
+                         f"first higher in {d['wins']} of {d['n']}")
+        lines.append("")
+    lines += [provenance(h), ""]
     return "\n".join(lines)
+
+
+def paired_auroc(rows: list[dict], first: str, second: str) -> dict:
+    """Paired AUROC difference of two 'variant/score' readings over the (split, seed) cells that hold both."""
+    def cells(reading: str) -> dict:
+        variant, score = reading.rsplit("/", 1)
+        return {(r["split"], r["seed"]): r["scores"][score]["auroc"] for r in rows
+                if r["variant"] == variant and score in r["scores"]}
+    a, b = cells(first), cells(second)
+    both = sorted(set(a) & set(b))
+    if not both:
+        raise SystemExit(f"no (split, seed) cell holds both {first!r} and {second!r}")
+    return paired(np.array([a[k] - b[k] for k in both]))
+
+
+def merge(args) -> None:
+    """One report from several saved runs of this script (their rows; each file keeps its own command)."""
+    saved = [json.loads((RESULTS / f"{n}.json").read_text()) for n in args.merge.split(",")]
+    protocols = list(dict.fromkeys(s["protocol"] for s in saved))
+    h = header() | {"protocol": "; ".join(protocols), "merged": args.merge.split(","), "pairs": _pairs(args)}
+    rows = [r for s in saved for r in s["rows"]]
+    write(args.name, h | {"rows": rows}, render(rows, h))
+    print(render(rows, h))
+
+
+def _pairs(args) -> list[list[str]]:
+    """--pair 'variant/score;variant/score' (repeatable) as [first, second] lists."""
+    out = []
+    for p in args.pair:
+        parts = p.split(";")
+        if len(parts) != 2 or not all("/" in x for x in parts):
+            raise SystemExit(f"--pair wants 'variant/score;variant/score', got {p!r}")
+        out.append(parts)
+    return out
 
 
 def main() -> None:
@@ -142,8 +186,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],
                     help="fp32 (default): the recipe of the reported CPU grids; auto: bf16 where native")
+    ap.add_argument("--merge", help="comma-separated names of saved reports (results/<name>.json) to merge into "
+                                    "--name, training nothing")
+    ap.add_argument("--pair", action="append", default=[], help="'variant/score;variant/score': report their paired "
+                                                                 "AUROC difference (repeatable)")
     ap.add_argument("--checkpoint-dir", help="checkpoint every network here (each epoch), so a rerun resumes")
     args = ap.parse_args()
+    if args.merge:
+        return merge(args)
     if args.known_sets:
         return tune(args, [("custom", i, sorted(int(c) for c in ks.split(",")))
                            for i, ks in enumerate(args.known_sets.split(";"))])
@@ -169,7 +219,7 @@ def tune(args, splits: list[tuple[str, int, list[int] | None]]) -> None:
     torch.set_num_threads(args.threads)
     names = args.variants.split(";") if args.variants else list(VARIANTS)
     where = (f"known sets {args.known_sets}" if args.known_sets else f"`{args.family}` splits {args.splits}")
-    h = header() | {"protocol": f"{args.task} {where}, seeds {args.seeds}"}
+    h = header() | {"protocol": f"{args.task} {where}, seeds {args.seeds}", "pairs": _pairs(args)}
     rows = []
     for family, split, known in splits:
         for seed in [int(s) for s in args.seeds.split(",")]:

@@ -442,3 +442,23 @@ def test_the_cifar_gpu_grid_is_the_cpu_grid_on_another_device():
         {k: v for k, v in gpu["config"].items() if k not in precision}
     assert (cpu["config"]["precision"], gpu["config"]["precision"]) == ("fp32", "auto")
     assert (cpu["device"], gpu["device"]) == ("cpu", "cuda")
+
+
+def test_movr_tuning_pairs_readings_by_split_and_seed():
+    # benchmarks/movr_tuning.py --pair: differences over the (split, seed) cells both readings hold, with the t
+    # interval worked by hand: diffs 0.01, 0.03 -> mean 0.02, sd 0.01414, se 0.01, t(0.975, 1) = 12.7062
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from movr_tuning import paired_auroc
+
+    def row(variant, split, seed, **aurocs):
+        return {"variant": variant, "split": split, "seed": seed, "scores": {k: {"auroc": v} for k, v in aurocs.items()}}
+    rows = [row("movr", 0, 0, max_cos=0.95), row("softmax", 0, 0, msp=0.94),
+            row("movr", 1, 0, max_cos=0.97), row("softmax", 1, 0, msp=0.94),
+            row("movr", 2, 0, max_cos=0.50)]  # no softmax partner: not a pair
+    d = paired_auroc(rows, "movr/max_cos", "softmax/msp")
+    assert d["n"] == 2 and d["wins"] == 2
+    assert d["mean"] == pytest.approx(0.02)
+    assert (d["low"], d["high"]) == pytest.approx((0.02 - 0.127062, 0.02 + 0.127062), abs=1e-5)
+    with pytest.raises(SystemExit, match="no \\(split, seed\\) cell"):
+        paired_auroc(rows, "movr/max_cos", "softmax/mls")
