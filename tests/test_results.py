@@ -462,3 +462,24 @@ def test_movr_tuning_pairs_readings_by_split_and_seed():
     assert (d["low"], d["high"]) == pytest.approx((0.02 - 0.127062, 0.02 + 0.127062), abs=1e-5)
     with pytest.raises(SystemExit, match="no \\(split, seed\\) cell"):
         paired_auroc(rows, "movr/max_cos", "softmax/mls")
+
+
+def test_jacobian_checkpoints_pairs_each_movr_network_with_its_softmax():
+    # benchmarks/jacobian_checkpoints.py: Fig. 8 counts per m-OvR recipe, against the softmax network of the same
+    # known set, seed and backbone only (a network without a partner is left out)
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from jacobian_checkpoints import fig8
+
+    def row(recipe, known, seed, diff, db, auroc=0.9, model="vgg32-lite"):
+        return {"recipe": recipe, "known": known, "seed": seed, "model": model, "auroc": auroc,
+                "known_mean": 0.1, "unknown_mean": 0.1 + diff, "difference": diff, "davies_bouldin": db}
+    rows = [row("softmax", [0, 1], 0, 0.10, 0.30), row("softmax", [0, 1], 1, 0.10, 0.30),
+            row("movr margin target, T 32", [0, 1], 0, 0.20, 0.20),   # larger difference, lower DB
+            row("movr margin target, T 32", [0, 1], 1, 0.05, 0.40),   # neither
+            row("movr margin target, T 32", [2, 3], 0, 0.90, 0.01),   # no softmax partner: left out
+            row("movr margin target, T 32", [0, 1], 0, 0.90, 0.01, model="vgg32")]  # other backbone: left out
+    (claim,) = fig8(rows)
+    assert (claim["pairs"], claim["difference_larger"], claim["db_lower"]) == (2, 1, 1)
+    assert claim["mean_difference"] == pytest.approx(0.125) and claim["softmax_mean_difference"] == pytest.approx(0.10)
+    assert claim["known_below_unknown"] == 2
