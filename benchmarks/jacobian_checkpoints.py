@@ -95,8 +95,8 @@ def render(res: dict) -> str:
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(res["rows"], key=lambda r: (r["recipe"], r["known"], r["seed"])):
         lines.append(f"| {r['recipe']} | {r['model']} | {','.join(map(str, r['known']))} | {r['seed']} | "
-                     f"{r.get('score') or '—'} | {r['auroc']:.4f} | {r['known_mean']:.4f} | {r['unknown_mean']:.4f} | {r['difference']:.4f} | "
-                     f"{r['davies_bouldin']:.3f} |")
+                     f"{r.get('score') or '—'} | {r['auroc']:.4f} | {r['known_mean']:.4f} | {r['unknown_mean']:.4f} | "
+                     f"{r['difference']:.4f} | {r['davies_bouldin']:.3f} |")
     lines += ["", "The paper's Fig. 8, each m-OvR recipe against the softmax network of the same known set, seed and "
               "backbone:", "",
               "| recipe | pairs | known < unknown (m-OvR / softmax) | difference larger | Davies–Bouldin lower | "
@@ -108,8 +108,9 @@ def render(res: dict) -> str:
                      f"{c['mean_difference']:.4f} / {c['softmax_mean_difference']:.4f} | "
                      f"{c['mean_davies_bouldin']:.3f} / {c['softmax_mean_davies_bouldin']:.3f} | "
                      f"{c['mean_auroc']:.4f} / {c['softmax_mean_auroc']:.4f} |")
-    lines += ["", f"Exact Jacobians, n = {res['n']} per side; AUROC is of the score stored in each checkpoint (the score column; the tuning reports give every reading); plots under "
-              f"`results/{res['name']}/`.", "", provenance(res), ""]
+    lines += ["", f"Exact Jacobians, n = {res['n']} per side; AUROC is of the score stored in each checkpoint (the "
+              f"score column; the tuning reports give every reading); plots under `results/{res['name']}/`.", "",
+              provenance(res), ""]
     return "\n".join(lines)
 
 
