@@ -83,3 +83,32 @@ def own_method_config(method_config, method: str) -> dict | None:
     """A grid's `method_config` cut to one method, for planning that method's runs alone."""
     extra = (method_config or {}).get(method)
     return {method: extra} if extra else None
+
+
+REPORTED_SPLITS = {("mnist", "neal"), ("cifar10", "neal")}  # where issue 11's comparisons are reported
+
+
+def finished_checkpoints(pattern: str, allow_reported: bool = False, model: str | None = None) -> list[str]:
+    """Paths of finished osrkit checkpoints (a fitted scorer) matching a glob, optionally of one backbone; exits on
+    a reported split unless allowed, since choosing anything from a view of reported splits is tuning on the report."""
+    import glob
+
+    from osrkit.engine.checkpoint import load_checkpoint
+
+    paths = sorted(glob.glob(pattern))
+    if not paths:
+        raise SystemExit(f"no checkpoint matches {pattern!r}")
+    out = []
+    for p in paths:
+        state = load_checkpoint(p)
+        if "scorer" not in state:
+            print(f"{p}: unfinished (no fitted scorer), skipped", flush=True)
+            continue
+        if model and state.get("osrkit_config", {}).get("model") != model:
+            continue
+        spec = state.get("task", {})
+        if (spec.get("dataset"), spec.get("family")) in REPORTED_SPLITS and not allow_reported:
+            raise SystemExit(f"{p} is a reported split ({spec['dataset']} {spec['family']} {spec.get('index')}): "
+                             "pass --allow-reported to look at it (and choose nothing from what you see)")
+        out.append(p)
+    return out

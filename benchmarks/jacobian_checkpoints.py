@@ -18,7 +18,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import glob  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -27,11 +26,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, header, provenance, write  # noqa: E402
-from per_unknown_class import REPORTED  # noqa: E402
+from _common import RESULTS, finished_checkpoints, header, provenance, write  # noqa: E402
 
 from osrkit.analysis.study import jacobian_study  # noqa: E402
-from osrkit.engine.checkpoint import load_checkpoint  # noqa: E402
 from osrkit.engine.pipeline import evaluate, load_trained, task_from_checkpoint  # noqa: E402
 
 KEYS = ("known_mean", "unknown_mean", "difference", "davies_bouldin", "davies_bouldin_unit", "between_within")
@@ -131,21 +128,8 @@ def main() -> None:
         write(args.name, res, render(res))
         return
     torch.set_num_threads(args.threads)
-    paths = sorted(glob.glob(args.checkpoints))
-    if not paths:
-        raise SystemExit(f"no checkpoint matches {args.checkpoints!r}")
     rows = []
-    for p in paths:
-        state = load_checkpoint(p)
-        if "scorer" not in state:
-            print(f"{p}: unfinished (no fitted scorer), skipped", flush=True)
-            continue
-        if args.model and state.get("osrkit_config", {}).get("model") != args.model:
-            continue
-        spec = state.get("task", {})
-        if (spec.get("dataset"), spec.get("family")) in REPORTED and not args.allow_reported:
-            raise SystemExit(f"{p} is a reported split ({spec['dataset']} {spec['family']} {spec.get('index')}): "
-                             "pass --allow-reported to look at it (and choose nothing from what you see)")
+    for p in finished_checkpoints(args.checkpoints, args.allow_reported, args.model):
         rows.append(study_one(p, args.data_root, args.n, args.unit, RESULTS / args.name))
         print({k: round(v, 4) if isinstance(v, float) else v for k, v in rows[-1].items()}, flush=True)
     res = header() | {"name": args.name, "unit": args.unit, "n": args.n, "rows": rows, "fig8": fig8(rows)}

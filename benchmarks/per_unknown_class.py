@@ -17,17 +17,15 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import glob  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import header, provenance, write  # noqa: E402
+from _common import finished_checkpoints, header, provenance, write  # noqa: E402
 
 from osrkit.data.tasks import make_task  # noqa: E402
-from osrkit.engine.checkpoint import load_checkpoint  # noqa: E402
 from osrkit.engine.config import TrainConfig  # noqa: E402
 from osrkit.engine.pipeline import fit_scorer, load_trained, predict_with, task_from_checkpoint  # noqa: E402
 from osrkit.methods import get_method  # noqa: E402
@@ -36,7 +34,6 @@ from osrkit.scores.ovr import MOVR_SCORE_KINDS  # noqa: E402
 
 READINGS = {"movr": {k: ("movr", {"score": k}) for k in MOVR_SCORE_KINDS},
             "softmax": {"msp": ("softmax", {}), "mls": ("mls", {})}}
-REPORTED = {("mnist", "neal"), ("cifar10", "neal")}  # where issue 11's comparisons are reported
 
 
 def scorers_for(trained, task, cfg) -> dict:
@@ -96,19 +93,8 @@ def main() -> None:
     ap.add_argument("--allow-reported", action="store_true", help="also look at checkpoints of reported splits")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    paths = sorted(glob.glob(args.checkpoints))
-    if not paths:
-        raise SystemExit(f"no checkpoint matches {args.checkpoints!r}")
     nets = []
-    for p in paths:
-        state = load_checkpoint(p)
-        if "scorer" not in state:
-            print(f"{p}: unfinished (no fitted scorer), skipped", flush=True)
-            continue
-        spec = state.get("task", {})
-        if (spec.get("dataset"), spec.get("family")) in REPORTED and not args.allow_reported:
-            raise SystemExit(f"{p} is a reported split ({spec['dataset']} {spec['family']} {spec.get('index')}): "
-                             "pass --allow-reported to look at it (and choose nothing from what you see)")
+    for p in finished_checkpoints(args.checkpoints, args.allow_reported):
         nets.append(per_class(p, args.data_root))
         print(nets[-1]["checkpoint"], {k: round(v["all"], 4) for k, v in nets[-1]["auroc"].items()}, flush=True)
     res = header() | {"networks": nets}
