@@ -22,6 +22,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import re  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -125,7 +126,8 @@ def render(rows: list[dict], h: dict) -> str:
               "; ".join(f"{n} / {s}: {v:.4f}" for (n, s), v in top), ""]
     pairs = h.get("pairs", [])
     if pairs:
-        lines += ["Paired over the (split, seed) cells both hold (AUROC, first minus second, 95% t interval):", ""]
+        lines += ["Paired over the (known set or split, seed) cells both hold (AUROC, first minus second, 95% t "
+                  "interval):", ""]
         for a, b in pairs:
             d = paired_auroc(rows, a, b)
             lines.append(f"- {a} − {b}: {d['mean']:+.4f} ({d['low']:+.4f} … {d['high']:+.4f}), n = {d['n']}; "
@@ -139,7 +141,7 @@ def paired_auroc(rows: list[dict], first: str, second: str) -> dict:
     """Paired AUROC difference of two 'variant/score' readings over the (split, seed) cells that hold both."""
     def cells(reading: str) -> dict:
         variant, score = reading.rsplit("/", 1)
-        return {(r["split"], r["seed"]): r["scores"][score]["auroc"] for r in rows
+        return {(_cell(r), r["seed"]): r["scores"][score]["auroc"] for r in rows
                 if r["variant"] == variant and score in r["scores"]}
     a, b = cells(first), cells(second)
     both = sorted(set(a) & set(b))
@@ -148,12 +150,26 @@ def paired_auroc(rows: list[dict], first: str, second: str) -> dict:
     return paired(np.array([a[k] - b[k] for k in both]))
 
 
+def _cell(row: dict):
+    """What a row's network was trained on: its known classes where chosen (a split index is only a position in
+    its own run's --known-sets list), else its split index."""
+    return tuple(row["known"]) if row.get("known") else row["split"]
+
+
+def _with_known(saved: dict) -> list[dict]:
+    """A saved report's rows, each with its known classes (rows written before they carried them: read from the
+    report's protocol, "known sets a,b;c,d, seeds ...")."""
+    m = re.search(r"known sets ([\d,;]+), seeds", saved["protocol"])
+    sets = [sorted(int(c) for c in ks.split(",")) for ks in m.group(1).split(";")] if m else None
+    return [r if r.get("known") or not sets else {**r, "known": sets[r["split"]]} for r in saved["rows"]]
+
+
 def merge(args) -> None:
     """One report from several saved runs of this script (their rows; each file keeps its own command)."""
     saved = [json.loads((RESULTS / f"{n}.json").read_text()) for n in args.merge.split(",")]
     protocols = list(dict.fromkeys(s["protocol"] for s in saved))
     h = header() | {"protocol": "; ".join(protocols), "merged": args.merge.split(","), "pairs": _pairs(args)}
-    rows = [r for s in saved for r in s["rows"]]
+    rows = [r for s in saved for r in _with_known(s)]
     write(args.name, h | {"rows": rows}, render(rows, h))
     print(render(rows, h))
 
@@ -227,7 +243,7 @@ def tune(args, splits: list[tuple[str, int, list[int] | None]]) -> None:
             task = make_task(args.task, data_root=args.data_root, seed=seed, **where)
             for n in names:
                 res = run_variant(n, task, args, seed)
-                rows.append({"variant": n, "split": split, "seed": seed, "scores": res})
+                rows.append({"variant": n, "split": split, "known": known, "seed": seed, "scores": res})
                 print(f"split {split} seed {seed} {n}: " + ", ".join(
                     f"{k} {v['auroc']:.4f}" for k, v in res.items() if not k.startswith("_")), flush=True)
                 write(args.name, h | {"rows": rows}, render(rows, h))

@@ -464,6 +464,22 @@ def test_movr_tuning_pairs_readings_by_split_and_seed():
         paired_auroc(rows, "movr/max_cos", "softmax/mls")
 
 
+def test_movr_tuning_merge_pairs_by_known_set_not_by_position():
+    # two runs listing the same known sets in another order: split 0 of one is split 1 of the other
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from movr_tuning import _with_known, paired_auroc
+
+    def row(variant, split, auroc):
+        return {"variant": variant, "split": split, "seed": 0, "scores": {"s": {"auroc": auroc}}}
+    first = {"protocol": "mnist known sets 0,2,3;1,4,5, seeds 0", "rows": [row("a", 0, 0.90), row("a", 1, 0.80)]}
+    second = {"protocol": "mnist known sets 1,4,5;0,2,3, seeds 0", "rows": [row("b", 0, 0.85), row("b", 1, 0.70)]}
+    rows = _with_known(first) + _with_known(second)
+    assert [r["known"] for r in rows] == [[0, 2, 3], [1, 4, 5], [1, 4, 5], [0, 2, 3]]
+    d = paired_auroc(rows, "a/s", "b/s")  # {0,2,3}: 0.90 - 0.70; {1,4,5}: 0.80 - 0.85
+    assert d["n"] == 2 and d["mean"] == pytest.approx((0.20 - 0.05) / 2) and d["wins"] == 1
+
+
 def test_jacobian_checkpoints_pairs_each_movr_network_with_its_softmax():
     # benchmarks/jacobian_checkpoints.py: Fig. 8 counts per m-OvR recipe, against the softmax network of the same
     # known set, seed and backbone only (a network without a partner is left out)
