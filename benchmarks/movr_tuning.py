@@ -144,7 +144,7 @@ def paired_auroc(rows: list[dict], first: str, second: str) -> dict:
         return {(_cell(r), r["seed"]): r["scores"][score]["auroc"] for r in rows
                 if r["variant"] == variant and score in r["scores"]}
     a, b = cells(first), cells(second)
-    both = sorted(set(a) & set(b))
+    both = sorted(set(a) & set(b), key=str)  # known sets (tuples) and split indices may mix
     if not both:
         raise SystemExit(f"no (split, seed) cell holds both {first!r} and {second!r}")
     return paired(np.array([a[k] - b[k] for k in both]))
@@ -169,9 +169,19 @@ def merge(args) -> None:
     saved = [json.loads((RESULTS / f"{n}.json").read_text()) for n in args.merge.split(",")]
     protocols = list(dict.fromkeys(s["protocol"] for s in saved))
     h = header() | {"protocol": "; ".join(protocols), "merged": args.merge.split(","), "pairs": _pairs(args)}
-    rows = [r for s in saved for r in _with_known(s)]
+    rows = _one_recipe_per_variant([r for s in saved for r in _with_known(s)])
     write(args.name, h | {"rows": rows}, render(rows, h))
     print(render(rows, h))
+
+
+def _one_recipe_per_variant(rows: list[dict]) -> list[dict]:
+    """The rows, unless one variant name was trained with two recipes (a table row would average both)."""
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        recipes = {_recipe(r) for r in rows if r["variant"] == variant}
+        if len(recipes) > 1:
+            raise SystemExit(f"variant {variant!r} was trained with different recipes ({'; '.join(sorted(recipes))}):"
+                             " merge reports of one recipe")
+    return rows
 
 
 def _pairs(args) -> list[list[str]]:

@@ -478,6 +478,14 @@ def test_movr_tuning_merge_pairs_by_known_set_not_by_position():
     assert [r["known"] for r in rows] == [[0, 2, 3], [1, 4, 5], [1, 4, 5], [0, 2, 3]]
     d = paired_auroc(rows, "a/s", "b/s")  # {0,2,3}: 0.90 - 0.70; {1,4,5}: 0.80 - 0.85
     assert d["n"] == 2 and d["mean"] == pytest.approx((0.20 - 0.05) / 2) and d["wins"] == 1
+    # one variant name trained with two recipes (e.g. vgg32 and vgg32-lite reports) is refused, not averaged
+    from movr_tuning import _one_recipe_per_variant
+    recipe = {"model": "vgg32", "epochs": 3, "schedule": "onecycle", "precision": "bf16"}
+    lite = [{**r, "scores": {**r["scores"], "_recipe": {**recipe, "model": "vgg32-lite"}}} for r in rows[:2]]
+    wide = [{**r, "scores": {**r["scores"], "_recipe": recipe}} for r in rows[:2]]
+    assert _one_recipe_per_variant(lite) == lite
+    with pytest.raises(SystemExit, match="different recipes"):
+        _one_recipe_per_variant(lite + wide)
 
 
 def test_jacobian_checkpoints_pairs_each_movr_network_with_its_softmax():
