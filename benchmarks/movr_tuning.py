@@ -71,6 +71,10 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     # fourth round (CIFAR-10 arpl split 0): the rotation head at CIFAR-10's T = 16, spelled out
     "movr target T=16 + rotation": ("movr", {"method_params": {"margin_on": "target", "temperature": 16.0,
                                                                "rotation_weight": 0.1}}),
+    # twelfth session (MNIST custom known sets): without the paper's embedding-normalisation extra (scale ||f||)
+    "movr target, unnormalised": ("movr", {"method_params": {"margin_on": "target", "embedding_norm": False}}),
+    "movr (paper: margin all), unnormalised": ("movr", {"method_params": {"margin_on": "all",
+                                                                          "embedding_norm": False}}),
     # the paper's schedule shape (cosine to lr x 1e-4, i.e. 0.1 -> 1e-5) instead of osrkit's one-cycle, both methods
     "softmax cosine": ("softmax", {"schedule": "cosine"}),
     "movr target T=16 cosine": ("movr", {"method_params": {"margin_on": "target", "temperature": 16.0},

@@ -232,7 +232,8 @@ def test_ovr_scores_hand_worked_and_ordering() -> None:
 def test_score_state_dict_round_trip_and_validation() -> None:
     s = MOvRScore(kind="max_sigmoid", temperature=16.0, margin=0.3, margin_on="two-sided")
     state = s.state_dict()
-    assert state == {"kind": "max_sigmoid", "temperature": 16.0, "margin": 0.3, "margin_on": "two-sided"}
+    assert state == {"kind": "max_sigmoid", "temperature": 16.0, "margin": 0.3, "margin_on": "two-sided",
+                     "embedding_norm": True}
     t = MOvRScore().load_state_dict(state)
     assert (t.kind, t.temperature, t.margin, t.margin_on) == ("max_sigmoid", 16.0, 0.3, "two-sided")
     # a checkpoint from before the margin was stored keeps the scorer's own margin
@@ -337,3 +338,60 @@ def test_movr_default_score_per_data_set_and_what_run_resolves() -> None:
     # the score is a scorer parameter: both readings name one network
     assert network_identity("movr", mnist.to_dict()) == network_identity(
         "movr", mnist.replace(method_params={**mnist.method_params, "score": "target"}).to_dict())
+
+
+@pytest.mark.parametrize("margin_on", ["all", "target"])
+def test_movr_loss_without_embedding_normalisation_scales_by_the_norm(margin_on: str) -> None:
+    # the embedding-normalisation extra off: each sample's logits are ||f|| cos(theta + m) instead of T cos(theta + m)
+    m, norms = 0.5, [5.0, 0.5]
+    expected = sum(_sample_loss([n * v for v in _margined(c, y, m, margin_on)], y)
+                   for c, y, n in zip(COS, LABELS, norms)) / len(COS)
+    loss = MOvRLoss(3, temperature=32.0, margin=m, margin_on=margin_on, embedding_norm=False)
+    assert loss.needs_embedding_norms and not MOvRLoss(3).needs_embedding_norms
+    got = loss(torch.tensor(COS, dtype=torch.float64), torch.tensor(LABELS), torch.tensor(norms, dtype=torch.float64))
+    assert float(got) == pytest.approx(expected, rel=1e-9)
+    with pytest.raises(ValueError, match="embedding norms"):
+        loss(torch.tensor(COS, dtype=torch.float64), torch.tensor(LABELS))
+
+
+def test_movr_scores_without_embedding_normalisation_use_each_norm() -> None:
+    # ||f|| = 5 and 1 (the rows of emb): the loss readings scale by them as in training; max_cos/max_projection unchanged
+    cos = torch.tensor(COS, dtype=torch.float64)
+    emb = torch.tensor([[3.0, 4.0], [0.6, 0.8]], dtype=torch.float64)
+    out = Outputs(logits=cos, embedding=emb)
+    for i, (c, p, n) in enumerate(zip(COS, [0, 1], [5.0, 1.0])):
+        s = [n * v for v in _margined(c, p, 0.5, "target")]
+        lm = MOvRScore("loss_margin", margin_on="target", embedding_norm=False).score(out).unknown_scores[i]
+        tg = MOvRScore("target", margin_on="target", embedding_norm=False).score(out).unknown_scores[i]
+        assert float(lm) == pytest.approx(_sample_loss(s, p), rel=1e-9)
+        assert float(tg) == pytest.approx(-_log_sig(s[p]), rel=1e-9)
+    same = MOvRScore("max_projection", embedding_norm=False).score(out).unknown_scores
+    assert same.tolist() == pytest.approx([-4.5, -0.7], abs=1e-12)
+    with pytest.raises(ValueError, match="embedding"):
+        MOvRScore("target", embedding_norm=False).score(Outputs(logits=cos))
+
+
+def test_embedding_norm_option_keeps_old_run_keys_and_trains() -> None:
+    """At its default (on) the option is left out of configs, so networks stored before it existed keep their
+    run keys and checkpoint names; off, it is a different network, which trains on digits through the engine."""
+    from osrkit.data.tasks import make_task
+    from osrkit.engine.identity import network_key
+    from osrkit.engine.pipeline import fit_method
+    from osrkit.methods import default_config
+    from osrkit.results.store import config_hash
+
+    cfg = default_config("movr", "mnist")
+    assert "embedding_norm" not in cfg.method_params
+    explicit = cfg.replace(method_params={**cfg.method_params, "embedding_norm": True})
+    assert network_key("movr", explicit.to_dict()) == network_key("movr", cfg.to_dict())
+    off = cfg.replace(method_params={**cfg.method_params, "embedding_norm": False})
+    assert network_key("movr", off.to_dict()) != network_key("movr", cfg.to_dict())
+    assert config_hash(off.to_dict()) != config_hash(cfg.to_dict())
+
+    task = make_task("digits", split=0)
+    digits = default_config("movr", "digits")
+    digits = digits.replace(epochs=2, method_params={**digits.method_params, "embedding_norm": False})
+    trained = fit_method("movr", task, digits, progress=False)
+    assert trained.scorer.embedding_norm is False
+    losses = [e["train_loss"] for e in trained.history]
+    assert losses[-1] < losses[0]

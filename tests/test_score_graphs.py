@@ -79,6 +79,13 @@ def test_movr_graph(kind, margin_on):
            atol=1e-4)
 
 
+@pytest.mark.parametrize("kind", MOVR_SCORE_KINDS)
+def test_movr_graph_without_embedding_normalisation(kind):
+    # the scale is each sample's ||f||: the graph reads it from the embedding input, as the eager scorer does
+    _check(MOvRScore(kind=kind, margin=0.5, margin_on="target", embedding_norm=False), _test_outputs(cosines=True),
+           atol=1e-4)
+
+
 def test_neg_log_sigmoid_matches_float64_over_the_range_scores_reach():
     s = torch.tensor([-40.0, -16.083, -1.0, 0.0, 3.0, 40.0])
     exact = -F.logsigmoid(s.double())

@@ -38,6 +38,9 @@ class Method:
     model: str | None = None  # a backbone the method needs (e.g. dhrnet); None = the config's
     # params only the scorer reads: changing them refits the scorer on the trained network, no retraining
     scorer_params: tuple[str, ...] = ()
+    # params added after networks had been trained and stored: at their defaults they are left out of configs and
+    # network identities, so those networks keep their run keys and checkpoint names (any other value counts)
+    added_later: tuple[str, ...] = ()
 
     def coerce_params(self, overrides: dict | None = None) -> dict[str, Any]:
         """Overrides checked by name and converted to the type of the parameter's default (a float parameter
@@ -46,6 +49,10 @@ class Method:
         if unknown:
             raise ValueError(f"method {self.name!r} has no parameters {unknown}; its parameters: {sorted(self.params)}")
         return {k: _coerce(self.name, k, v, self.params[k]) for k, v in (overrides or {}).items()}
+
+    def without_later_defaults(self, params: dict[str, Any]) -> dict[str, Any]:
+        """`params` less the `added_later` ones that hold their defaults (see `added_later`)."""
+        return {k: v for k, v in params.items() if k not in self.added_later or v != self.params[k]}
 
     def resolved_params(self, overrides: dict | None = None) -> dict[str, Any]:
         return {**self.params, **self.coerce_params(overrides)}
@@ -163,7 +170,8 @@ register_method(Method("ovr", "one-vs-rest sigmoid loss; unknown score = sample-
 
 
 def _movr_loss(k: int, p: dict) -> torch.nn.Module:
-    movr = MOvRLoss(k, temperature=p["temperature"], margin=p["margin"], margin_on=p["margin_on"])
+    movr = MOvRLoss(k, temperature=p["temperature"], margin=p["margin"], margin_on=p["margin_on"],
+                    embedding_norm=p["embedding_norm"])
     return RotationAuxiliaryLoss(movr, weight=p["rotation_weight"])
 
 
@@ -172,13 +180,16 @@ def _movr_loss(k: int, p: dict) -> torch.nn.Module:
 # score "max_projection" (-||f|| max_k cos theta_k): chosen on MNIST `arpl` splits 2, 3 at the reported schedule
 # (benchmarks/results/movr_tuning_mnist_arpl_e3_split*.md); the loss's target term is score="target".
 # rotation_weight: the paper's final-model auxiliary rotation head (0.1 there); off by default (no gain on arpl)
+# embedding_norm: the paper's embedding-normalisation extra (scale T); off, the scale is each sample's ||f||
 MOVR_DEFAULTS = {"temperature": 32.0, "margin": 0.5, "margin_on": "target", "score": "max_projection",
-                 "rotation_weight": 0.0}
+                 "rotation_weight": 0.0, "embedding_norm": True}
 register_method(Method("movr", "m-OvR: unit-normalised embedding and prototypes, angular margin (Park et al. 2024)",
                        _movr_loss, lambda k, p: MOvRScore(kind=p["score"], temperature=p["temperature"],
-                                                          margin=p["margin"], margin_on=p["margin_on"]),
+                                                          margin=p["margin"], margin_on=p["margin_on"],
+                                                          embedding_norm=p["embedding_norm"]),
                        dict(MOVR_DEFAULTS),
-                       loss_step=full_output_step, model_kwargs={"classifier": "cosine"}, scorer_params=("score",)))
+                       loss_step=full_output_step, model_kwargs={"classifier": "cosine"}, scorer_params=("score",),
+                       added_later=("embedding_norm",)))
 
 # Method parameters that differ on one data set, each chosen on that data set's tuning runs: on digits (8x8,
 # SmallNet) m-OvR's target term beat max_projection (benchmarks/results/movr_tuning_digits_round3.md); on
@@ -218,5 +229,5 @@ def default_config(method: str, dataset: str) -> TrainConfig:
         d["model"] = m.model
         d.pop("model_kwargs", None)
     d["model_kwargs"] = {**d.get("model_kwargs", {}), **m.model_kwargs}
-    d["method_params"] = {**m.params, **_METHOD_DATASET_PARAMS.get((method, dataset), {})}
+    d["method_params"] = m.without_later_defaults({**m.params, **_METHOD_DATASET_PARAMS.get((method, dataset), {})})
     return TrainConfig.from_dict(d)

@@ -52,6 +52,7 @@ def network_identity(method: str, config: Mapping[str, Any], task_spec: Mapping[
         params = {**m.params, **m.coerce_params(known)}
         if share_network:
             params = {k: v for k, v in params.items() if k not in m.scorer_params}
+        params = m.without_later_defaults(params)
     trainer = trainer_of(method) if share_network and method in METHODS else method
     return {"trainer": trainer, "config": cfg, "training_params": params,
             "task": dict(task_spec) if task_spec is not None else None}

@@ -111,9 +111,14 @@ class MOvRLoss(nn.Module):
     summed over classes and averaged over the batch. Defaults T = 32, m = 0.5 rad, margin on every
     class (``margin_on="all"``; the paper leaves open whether only the target gets it: "target"; or
     "two-sided": target cos(theta + m), non-targets cos(theta - m)).
+
+    ``embedding_norm`` is the paper's "embedding normalisation" extra, on by default: the scale is the fixed T.
+    Off, the scale is each sample's embedding norm ||f|| (SphereFace's reading of an unnormalised embedding
+    against unit prototypes), so ``forward`` needs the norms and T is unused.
     """
 
-    def __init__(self, num_classes: int, temperature: float = 32.0, margin: float = 0.5, margin_on: str = "all") -> None:
+    def __init__(self, num_classes: int, temperature: float = 32.0, margin: float = 0.5, margin_on: str = "all",
+                 embedding_norm: bool = True) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
@@ -127,11 +132,27 @@ class MOvRLoss(nn.Module):
         self.temperature = float(temperature)
         self.margin = float(margin)
         self.margin_on = margin_on
+        self.embedding_norm = bool(embedding_norm)
 
-    def forward(self, cosines: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    @property
+    def needs_embedding_norms(self) -> bool:
+        """Whether ``forward`` needs each sample's embedding norm (the scale when the embedding is not normalised)."""
+        return not self.embedding_norm
+
+    def forward(self, cosines: torch.Tensor, labels: torch.Tensor, norms: torch.Tensor | None = None) -> torch.Tensor:
         _check(cosines, labels, self.num_classes)
         s = margin_logits(cosines, labels, self.margin, self.margin_on)
-        return ovr_sample_loss(self.temperature * s, labels).mean()
+        return ovr_sample_loss(self._scale(norms, cosines) * s, labels).mean()
+
+    def _scale(self, norms: torch.Tensor | None, cosines: torch.Tensor) -> torch.Tensor | float:
+        """T, or the (N, 1) embedding norms when the embedding is not normalised."""
+        if self.embedding_norm:
+            return self.temperature
+        if norms is None or norms.shape != (cosines.shape[0],):
+            raise ValueError(f"embedding_norm=False needs the embedding norms, shape ({cosines.shape[0]},), got "
+                             f"{None if norms is None else tuple(norms.shape)}")
+        return norms.to(cosines.dtype).unsqueeze(1)
 
     def extra_repr(self) -> str:
-        return f"num_classes={self.num_classes}, temperature={self.temperature}, margin={self.margin}, margin_on={self.margin_on!r}"
+        return (f"num_classes={self.num_classes}, temperature={self.temperature}, margin={self.margin}, "
+                f"margin_on={self.margin_on!r}, embedding_norm={self.embedding_norm}")

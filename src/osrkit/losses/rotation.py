@@ -89,7 +89,10 @@ class RotationAuxiliaryLoss(nn.Module):
         self.head = nn.Linear(emb.shape[1], 4).to(device=p.device, dtype=p.dtype)
 
     def forward(self, out: ModelOutput, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        base = self.base(out.logits, y)
+        if getattr(self.base, "needs_embedding_norms", False):
+            base = self.base(out.logits, y, out.embedding.float().norm(dim=1))
+        else:
+            base = self.base(out.logits, y)
         if self.weight == 0:
             self.last_terms = {"base": float(base.detach()), "loss": float(base.detach())}
             return base

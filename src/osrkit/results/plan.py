@@ -148,7 +148,8 @@ def make_config(method: str, task: str, seed: int, epochs: int | None, overrides
     for extra in (overrides, method_overrides):
         if extra:
             cfg = cfg.replace(**dict(extra))
-            cfg = cfg.replace(method_params=get_method(method).coerce_params(cfg.method_params))
+            m = get_method(method)
+            cfg = cfg.replace(method_params=m.without_later_defaults(m.coerce_params(cfg.method_params)))
     return cfg.replace(epochs=epochs, seed=seed).resolved(device)
 
 

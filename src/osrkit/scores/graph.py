@@ -72,13 +72,15 @@ class CACGraph(ScoreGraph):
 class OvRGraph(ScoreGraph):
     """OvR and m-OvR readings (see osrkit.scores.ovr); margin 0 means none."""
 
-    def __init__(self, kind: str, temperature: float, margin: float = 0.0, margin_on: str = "all") -> None:
+    def __init__(self, kind: str, temperature: float, margin: float = 0.0, margin_on: str = "all",
+                 embedding_norm: bool = True) -> None:
         super().__init__()
         from osrkit.losses.ovr import MARGIN_ON
 
         if margin_on not in MARGIN_ON:  # (the eager scorer refuses it too: never export a silent fallback)
             raise ValueError(f"margin_on must be one of {', '.join(MARGIN_ON)}, got {margin_on!r}")
         self.kind, self.temperature, self.margin, self.margin_on = kind, float(temperature), float(margin), margin_on
+        self.embedding_norm = bool(embedding_norm)  # off: the scale is each sample's ||f||, as in training
 
     def _margin(self, z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         from osrkit.losses.ovr import apply_margin
@@ -89,7 +91,7 @@ class OvRGraph(ScoreGraph):
         z = logits
         pred = z.argmax(dim=1)
         target = _onehot(pred, z.shape[1])
-        t = self.temperature
+        t = self.temperature if self.embedding_norm else embedding.norm(dim=1, keepdim=True)
         if self.kind in ("loss", "loss_margin", "target"):
             s = t * (self._margin(z, target) if self.kind != "loss" else z)
             pos = neg_log_sigmoid(s)

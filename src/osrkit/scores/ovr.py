@@ -64,13 +64,17 @@ class _OvRScoreBase(Scorer):
     def _margin(self, z: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
         return z
 
+    def _scale(self, outputs: Outputs, z: torch.Tensor) -> torch.Tensor | float:
+        """The logits' scale: the temperature (m-OvR without embedding normalisation: each ||f||)."""
+        return self.temperature
+
     def score(self, outputs: Outputs) -> ScoreResult:
         logits = outputs.logits
         if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[1] < 1:
             raise ValueError(f"outputs.logits must be a tensor (N, K), got {getattr(logits, 'shape', type(logits))}")
         z = logits.detach().double()  # float64: sigmoid(T z) saturates in float32 at T = 32
         pred = logits.argmax(dim=1)
-        t = self.temperature
+        t = self._scale(outputs, z) if self.kind in ("loss", "loss_margin", "target", "max_sigmoid") else None
         if self.kind == "loss":
             scores = ovr_sample_loss(t * z, pred)
         elif self.kind == "loss_margin":
@@ -112,6 +116,8 @@ class MOvRScore(_OvRScoreBase):
     """m-OvR: logits are cos theta_k from ``CosineLinear``; default temperature 32 (the training T).
 
     `margin`/`margin_on` are the training loss's, used by "loss_margin" and "target" (see module doc).
+    With ``embedding_norm=False`` (trained without the embedding-normalisation extra) the scale of the loss
+    readings is each sample's ||f||, as in training, instead of T.
     """
 
     name = "m-ovr"
@@ -119,8 +125,9 @@ class MOvRScore(_OvRScoreBase):
     kinds = MOVR_SCORE_KINDS
 
     def __init__(self, kind: str = "target", temperature: float | None = None, margin: float = 0.5,
-                 margin_on: str = "all") -> None:
+                 margin_on: str = "all", embedding_norm: bool = True) -> None:
         super().__init__(kind, temperature)
+        self.embedding_norm = bool(embedding_norm)
         if margin_on not in MARGIN_ON:
             raise ValueError(f"margin_on must be one of {', '.join(MARGIN_ON)}, got {margin_on!r}")
         if not math.isfinite(float(margin)):
@@ -130,10 +137,18 @@ class MOvRScore(_OvRScoreBase):
     def _margin(self, z: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
         return margin_logits(z, pred, self.margin, self.margin_on)
 
+    def _scale(self, outputs: Outputs, z: torch.Tensor) -> torch.Tensor | float:
+        if self.embedding_norm:
+            return self.temperature
+        if outputs.embedding is None or outputs.embedding.shape[0] != z.shape[0]:
+            raise ValueError(f"score {self.kind!r} without embedding normalisation needs the embedding in the outputs")
+        return outputs.embedding.detach().double().norm(dim=1, keepdim=True)
+
     def graph(self) -> torch.nn.Module:
         from osrkit.scores.graph import OvRGraph
 
-        return OvRGraph(self.kind, self.temperature, self.margin, self.margin_on)
+        return OvRGraph(self.kind, self.temperature, self.margin, self.margin_on, embedding_norm=self.embedding_norm)
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "margin": self.margin, "margin_on": self.margin_on}
+        return {**super().state_dict(), "margin": self.margin, "margin_on": self.margin_on,
+                "embedding_norm": self.embedding_norm}
