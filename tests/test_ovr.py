@@ -308,23 +308,27 @@ def test_ovr_method_trains_and_scores_by_its_sample_loss() -> None:
 
 
 def test_movr_default_score_per_data_set_and_what_run_resolves() -> None:
-    """max_projection and margin on the target by default (MNIST included: chosen on MNIST `arpl`, confirmed on
-    custom MNIST splits), the target term on digits (chosen there); an explicit --param score= or margin_on= still
-    wins, and the network identity depends on the margin but not on the score."""
+    """max_projection and margin on the target by default; MNIST (chosen on custom MNIST known sets): the margin on
+    every class without embedding normalisation; digits: the target term (chosen there). An explicit --param still
+    wins, and the network identity depends on the margin and the normalisation but not on the score."""
     from osrkit.engine.identity import network_identity
     from osrkit.methods import default_config, get_method
 
     m = get_method("movr")
     mnist, digits = default_config("movr", "mnist"), default_config("movr", "digits")
-    assert m.make_loss(6, m.resolved_params(mnist.method_params)).base.margin_on == "target"
-    assert m.make_scorer(6, m.resolved_params(mnist.method_params)).kind == "max_projection"
-    paper = m.resolved_params({**mnist.method_params, "margin_on": "all", "score": "max_cos"})
-    assert (m.make_loss(6, paper).base.margin_on, m.make_scorer(6, paper).kind) == ("all", "max_cos")
+    loss = m.make_loss(6, m.resolved_params(mnist.method_params)).base
+    assert (loss.margin_on, loss.embedding_norm) == ("all", False)
+    scorer = m.make_scorer(6, m.resolved_params(mnist.method_params))
+    assert (scorer.kind, scorer.embedding_norm) == ("max_projection", False)
+    normalised = m.resolved_params({**mnist.method_params, "margin_on": "target", "embedding_norm": True})
+    assert (m.make_loss(6, normalised).base.margin_on, m.make_loss(6, normalised).base.embedding_norm) == ("target", True)
     assert network_identity("movr", mnist.to_dict()) != network_identity(
-        "movr", mnist.replace(method_params={**mnist.method_params, "margin_on": "all"}).to_dict())
-    for other in ("mnist", "cifar10", "svhn", "fashion-mnist"):
-        params = default_config("movr", other).method_params
-        assert (params["score"], params["margin_on"]) == ("max_projection", "target"), other
+        "movr", mnist.replace(method_params={**mnist.method_params, "embedding_norm": True}).to_dict())
+    assert network_identity("movr", mnist.to_dict()) == network_identity(
+        "movr", mnist.replace(method_params={**mnist.method_params, "score": "max_cos"}).to_dict())
+    for other in ("cifar10", "svhn", "fashion-mnist"):
+        params = m.resolved_params(default_config("movr", other).method_params)
+        assert (params["score"], params["margin_on"], params["embedding_norm"]) == ("max_projection", "target", True)
     assert digits.method_params["score"] == "target"
     assert m.make_scorer(6, m.resolved_params(digits.method_params)).kind == "target"
     assert m.make_scorer(6, m.resolved_params({**digits.method_params, "score": "loss"})).kind == "loss"
@@ -380,7 +384,7 @@ def test_embedding_norm_option_keeps_old_run_keys_and_trains() -> None:
     from osrkit.methods import default_config
     from osrkit.results.store import config_hash
 
-    cfg = default_config("movr", "mnist")
+    cfg = default_config("movr", "svhn")
     assert "embedding_norm" not in cfg.method_params
     explicit = cfg.replace(method_params={**cfg.method_params, "embedding_norm": True})
     assert network_key("movr", explicit.to_dict()) == network_key("movr", cfg.to_dict())

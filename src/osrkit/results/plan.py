@@ -142,14 +142,15 @@ def make_config(method: str, task: str, seed: int, epochs: int | None, overrides
     """Method/data-set defaults, then the grid's TrainConfig overrides, then this method's own overrides (e.g. a
     rotation head for m-OvR only), then epochs and seed; "auto" precision and memory format resolved for `device`
     (what ran is the run's identity)."""
+    from osrkit.engine.config import TrainConfig
     from osrkit.methods import default_config, get_method
 
-    cfg = default_config(method, task)
+    cfg, m = default_config(method, task), get_method(method)
     for extra in (overrides, method_overrides):
         if extra:
             cfg = cfg.replace(**dict(extra))
-            m = get_method(method)
-            cfg = cfg.replace(method_params=m.without_later_defaults(m.coerce_params(cfg.method_params)))
+            params = m.without_later_defaults(m.coerce_params(cfg.method_params))  # (replace would merge, not drop)
+            cfg = TrainConfig.from_dict({**cfg.to_dict(), "method_params": params})
     return cfg.replace(epochs=epochs, seed=seed).resolved(device)
 
 
