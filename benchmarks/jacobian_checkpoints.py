@@ -40,6 +40,9 @@ def recipe_label(meta: dict) -> str:
     mp = cfg.get("method_params", {})
     if meta["method"] != "movr":
         return meta["method"]
+    if mp.get("embedding_norm", True) is False:  # the scale is each ||f||: T plays no part
+        return f"movr margin {mp.get('margin_on')}, unnormalised" + (
+            f", rotation {mp['rotation_weight']:g}" if mp.get("rotation_weight") else "")
     return f"movr margin {mp.get('margin_on')}, T {mp.get('temperature'):g}" + (
         f", rotation {mp['rotation_weight']:g}" if mp.get("rotation_weight") else "")
 
@@ -120,6 +123,8 @@ def main() -> None:
     ap.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--model", help="only checkpoints of this backbone (e.g. vgg32-lite)")
+    ap.add_argument("--recipes", help="semicolon-separated m-OvR recipe labels to study (softmax is always kept, as "
+                                      "their baseline), e.g. 'movr margin all, unnormalised'")
     ap.add_argument("--allow-reported", action="store_true", help="also study checkpoints of reported splits")
     ap.add_argument("--render-only", action="store_true", help="rebuild the Markdown from results/<name>.json")
     args = ap.parse_args()
@@ -129,7 +134,10 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     rows = []
+    wanted = None if not args.recipes else {"softmax", *args.recipes.split(";")}
     for p in finished_checkpoints(args.checkpoints, args.allow_reported, args.model):
+        if wanted is not None and recipe_label(load_trained(p).meta) not in wanted:
+            continue
         rows.append(study_one(p, args.data_root, args.n, args.unit, RESULTS / args.name))
         print({k: round(v, 4) if isinstance(v, float) else v for k, v in rows[-1].items()}, flush=True)
     res = header() | {"name": args.name, "unit": args.unit, "n": args.n, "rows": rows, "fig8": fig8(rows)}

@@ -518,3 +518,18 @@ def test_jacobian_checkpoints_pairs_each_movr_network_with_its_softmax():
     assert (claim["pairs"], claim["difference_larger"], claim["db_lower"]) == (2, 1, 1)
     assert claim["mean_difference"] == pytest.approx(0.125) and claim["softmax_mean_difference"] == pytest.approx(0.10)
     assert claim["known_below_unknown"] == 2
+
+
+def test_jacobian_checkpoints_labels_each_recipe():
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from jacobian_checkpoints import recipe_label
+
+    def meta(method, **mp):
+        return {"method": method, "osrkit_config": {"method_params": mp}}
+    assert recipe_label(meta("softmax")) == "softmax"
+    assert recipe_label(meta("movr", margin_on="target", temperature=32.0)) == "movr margin target, T 32"
+    assert recipe_label(meta("movr", margin_on="all", temperature=32.0, embedding_norm=False)) == \
+        "movr margin all, unnormalised"
+    assert recipe_label(meta("movr", margin_on="target", temperature=16.0, rotation_weight=0.1)) == \
+        "movr margin target, T 16, rotation 0.1"
