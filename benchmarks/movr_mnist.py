@@ -68,6 +68,20 @@ def _ms(v: list[float]) -> str:
     return f"{np.mean(v):.4f} ± {np.std(v, ddof=1) if len(v) > 1 else 0.0:.4f}"
 
 
+def readings_text(movr_params: dict) -> str:
+    """What each m-OvR score reading is, for the network's scale (T, or each ||f|| without embedding normalisation)."""
+    if movr_params.get("embedding_norm", True):
+        return ("Readings: `target` = −log σ(T·cos(θ_ŷ+m)), the loss's own target term at the prediction; `max_cos`, "
+                "`max_sigmoid` rank exactly as `target`; `loss_margin` = the whole training loss at the prediction; "
+                "`loss` = the loss at the prediction without its margin (osrkit's first default); `max_projection` = "
+                "−‖f‖·max cos θ, the largest projection of the embedding on a unit prototype (keeps the feature norm).")
+    return ("Readings (trained without embedding normalisation: the logits' scale is each sample's ‖f‖, as in "
+            "training): `target` = −log σ(‖f‖·cos(θ_ŷ+m)), the loss's own target term at the prediction; "
+            "`loss_margin` = the whole training loss at the prediction; `loss` = the loss at the prediction without "
+            "its margin; `max_projection` = −‖f‖·max cos θ, the largest logit; `max_sigmoid` ranks exactly as it; "
+            "`max_cos` = −max cos θ, the angle alone.")
+
+
 def render(res: dict) -> str:
     rows, splits = res["rows"], res["splits"]
     cfg = res["recipe"]
@@ -94,13 +108,11 @@ def render(res: dict) -> str:
               f"{chk['softmax']:.4f} + {chk.get('margin', 0.005)}: "
               f"**{'yes' if chk['movr_vs_softmax'] else 'no'}**; ≥ MLS {chk['mls']:.4f}: "
               f"**{'yes' if chk['movr_vs_mls'] else 'no'}**. m-OvR wins on {chk['wins']} of {len(splits)} splits against softmax.",
-              "", "Readings: `target` = −log σ(T·cos(θ_ŷ+m)), the loss's own target term at the prediction; `max_cos`, "
-              "`max_sigmoid` rank exactly as `target`; `loss_margin` = the whole training loss at the prediction; "
-              "`loss` = the loss at the prediction without its margin (osrkit's first default); `max_projection` = "
-              "−‖f‖·max cos θ, the largest projection of the embedding on a unit prototype (keeps the feature norm).", "",
+              "", readings_text(res.get("movr_params", {})), "",
               f"Runs stored in `{res['db']}` (`osrkit table --db {res['db']}`).", "",
               *[f"The {net} rows of splits {', '.join(map(str, r['splits']))} are reused from `{r['from']}` (the "
-                "checkpoints were not on this machine); each matches its stored grid run's AUROC, so they are the "
+                "checkpoints were not on this machine, or `--reuse-nets` named them); each matches its stored grid "
+                "run's AUROC, so they are the "
                 "same networks.\n" for net, r in res.get("reused", {}).items()],
               f"Command: `{res['command']}`; date {res['date']}; {res['machine']['processor']}, "
               f"{res['machine']['cpu_count']} cores, torch {res['machine']['torch']}; commit {res['git_commit']}.", "",
@@ -120,6 +132,9 @@ def main() -> None:
                                                                     "JSON), e.g. where the networks were trained")
     ap.add_argument("--reuse", help="an earlier report of this grid (results/<NAME>.json) whose rows stand in for "
                                     "networks whose checkpoint is missing here, checked against the stored runs")
+    ap.add_argument("--reuse-nets", default="", help="with --reuse: networks (softmax, movr) whose rows come from it even "
+                                                    "where a checkpoint exists (e.g. one retrained since, not "
+                                                    "bit-identical to the stored runs); still checked against them")
     args = ap.parse_args()
     if args.render_only:
         res = json.loads((RESULTS / f"{args.name}.json").read_text())
@@ -146,7 +161,7 @@ def main() -> None:
         for net in READINGS:
             plan = partial(plan_one, split=split)
             ckpt = ckdir / plan(net).checkpoint_name(task)
-            if not ckpt.exists() and args.reuse:
+            if args.reuse and (not ckpt.exists() or net in args.reuse_nets.split(",")):
                 rows[net][str(split)] = reused_rows(RESULTS / f"{args.reuse}.json", net, split, store, plan)
                 reused.setdefault(net, []).append(split)
             else:

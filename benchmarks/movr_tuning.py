@@ -75,6 +75,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "movr target, unnormalised": ("movr", {"method_params": {"margin_on": "target", "embedding_norm": False}}),
     "movr (paper: margin all), unnormalised": ("movr", {"method_params": {"margin_on": "all",
                                                                           "embedding_norm": False}}),
+    "movr (paper: margin all), unnormalised + rotation": ("movr", {"method_params": {
+        "margin_on": "all", "embedding_norm": False, "rotation_weight": 0.1}}),
     # the paper's schedule shape (cosine to lr x 1e-4, i.e. 0.1 -> 1e-5) instead of osrkit's one-cycle, both methods
     "softmax cosine": ("softmax", {"schedule": "cosine"}),
     "movr target T=16 cosine": ("movr", {"method_params": {"margin_on": "target", "temperature": 16.0},
