@@ -309,15 +309,15 @@ def test_ovr_method_trains_and_scores_by_its_sample_loss() -> None:
 
 def test_movr_default_score_per_data_set_and_what_run_resolves() -> None:
     """max_projection and margin on the target by default; MNIST (chosen on custom MNIST known sets): the margin on
-    every class without embedding normalisation; digits: the target term (chosen there). An explicit --param still
+    every class without embedding normalisation, with the rotation head; digits: the target term (chosen there). An explicit --param still
     wins, and the network identity depends on the margin and the normalisation but not on the score."""
     from osrkit.engine.identity import network_identity
     from osrkit.methods import default_config, get_method
 
     m = get_method("movr")
     mnist, digits = default_config("movr", "mnist"), default_config("movr", "digits")
-    loss = m.make_loss(6, m.resolved_params(mnist.method_params)).base
-    assert (loss.margin_on, loss.embedding_norm) == ("all", False)
+    loss = m.make_loss(6, m.resolved_params(mnist.method_params))
+    assert (loss.base.margin_on, loss.base.embedding_norm, loss.weight) == ("all", False, 0.1)
     scorer = m.make_scorer(6, m.resolved_params(mnist.method_params))
     assert (scorer.kind, scorer.embedding_norm) == ("max_projection", False)
     normalised = m.resolved_params({**mnist.method_params, "margin_on": "target", "embedding_norm": True})
@@ -328,7 +328,8 @@ def test_movr_default_score_per_data_set_and_what_run_resolves() -> None:
         "movr", mnist.replace(method_params={**mnist.method_params, "score": "max_cos"}).to_dict())
     for other in ("cifar10", "svhn", "fashion-mnist"):
         params = m.resolved_params(default_config("movr", other).method_params)
-        assert (params["score"], params["margin_on"], params["embedding_norm"]) == ("max_projection", "target", True)
+        assert (params["score"], params["margin_on"], params["embedding_norm"], params["rotation_weight"]) == (
+            "max_projection", "target", True, 0.0)
     assert digits.method_params["score"] == "target"
     assert m.make_scorer(6, m.resolved_params(digits.method_params)).kind == "target"
     assert m.make_scorer(6, m.resolved_params({**digits.method_params, "score": "loss"})).kind == "loss"
