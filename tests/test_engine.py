@@ -127,7 +127,7 @@ def test_method_backbone_mismatch_is_a_clear_error(task):
 def test_same_config_accepts_a_method_parameter_added_later_at_its_default():
     from osrkit.engine.train import same_config
 
-    current = default_config("movr", "mnist").to_dict()
+    current = default_config("movr", "svhn").to_dict()
     old = {**current, "method_params": {k: v for k, v in current["method_params"].items() if k != "rotation_weight"}}
     assert current["method_params"]["rotation_weight"] == 0.0
     assert same_config(old, current, "movr")

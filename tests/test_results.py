@@ -285,7 +285,7 @@ def test_method_config_changes_one_methods_runs_only(tmp_path):
 def test_a_grid_pinning_a_later_added_parameter_at_its_default_keeps_the_old_run_key():
     # MNIST's m-OvR default has embedding_norm off; a grid pinning it on (with the target margin) plans the run that
     # a config written before the parameter existed plans: the parameter at its default is not in the config
-    pinned = {"method_params": {"margin_on": "target", "embedding_norm": True}}
+    pinned = {"method_params": {"margin_on": "target", "embedding_norm": True, "rotation_weight": 0.0}}
     spec, = plan_grid(["movr"], ["mnist"], [0], [0], epochs=3, method_config={"movr": pinned})
     assert spec.config["method_params"] == {"temperature": 32.0, "margin": 0.5, "margin_on": "target",
                                             "score": "max_projection", "rotation_weight": 0.0}
