@@ -40,10 +40,9 @@ def recipe_label(meta: dict) -> str:
     mp = cfg.get("method_params", {})
     if meta["method"] != "movr":
         return meta["method"]
-    if mp.get("embedding_norm", True) is False:  # the scale is each ||f||: T plays no part
-        return f"movr margin {mp.get('margin_on')}, unnormalised" + (
-            f", rotation {mp['rotation_weight']:g}" if mp.get("rotation_weight") else "")
-    return f"movr margin {mp.get('margin_on')}, T {mp.get('temperature'):g}" + (
+    # without embedding normalisation the scale is each ||f||: T plays no part
+    scale = "unnormalised" if mp.get("embedding_norm", True) is False else f"T {mp.get('temperature'):g}"
+    return f"movr margin {mp.get('margin_on')}, {scale}" + (
         f", rotation {mp['rotation_weight']:g}" if mp.get("rotation_weight") else "")
 
 

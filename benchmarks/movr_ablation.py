@@ -43,14 +43,6 @@ VARIANTS: dict[str, dict] = {
 KEYS = ("auroc", "oscr", "accuracy", "known_mean", "unknown_mean", "difference", "davies_bouldin")
 
 
-def variant_config(name: str, model: str, epochs: int):
-    """MNIST's m-OvR default with the variant's changes; its method params update the default's, not replace them."""
-    base = default_config("movr", "mnist").replace(model=model, epochs=epochs)
-    change = dict(VARIANTS[name])
-    params = {**base.method_params, **change.pop("method_params", {})}
-    return base.replace(**change, method_params=params)
-
-
 def render(rows: list[dict], h: dict) -> str:
     lines = [f"# m-OvR final-model ablation, MNIST `neal` splits {h['splits']}: {h['model']}, {h['epochs']} epochs", "",
              "| variant | AUROC | OSCR | accuracy | known norm | unknown norm | difference | Davies–Bouldin ↓ |",
@@ -107,7 +99,8 @@ def main() -> None:
     for split in [int(s) for s in args.splits.split(",")]:
         task = make_task("mnist", split, data_root=args.data_root)
         for n in names:
-            cfg = variant_config(n, args.model, args.epochs)
+            # (replace merges a variant's method_params into the default's)
+            cfg = default_config("movr", "mnist").replace(model=args.model, epochs=args.epochs).replace(**VARIANTS[n])
             slug = n.strip("+ ").replace(" ", "-").replace("(", "").replace(")", "")
             trained = fit_method("movr", task, cfg, checkpoint=Path(args.out_dir) / f"{slug}-split{split}.pt",
                                  resume=True, progress=False)
