@@ -533,3 +533,32 @@ def test_jacobian_checkpoints_labels_each_recipe():
         "movr margin all, unnormalised"
     assert recipe_label(meta("movr", margin_on="target", temperature=16.0, rotation_weight=0.1)) == \
         "movr margin target, T 16, rotation 0.1"
+
+
+def test_movr_ablation_variants_differ_from_the_base_only_by_their_extras():
+    # benchmarks/movr_ablation.py: "base" is m-OvR without the paper's extras whatever MNIST's default holds (the
+    # rotation head joined it in the twelfth session), and each variant switches on exactly what its name says
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from movr_ablation import VARIANTS
+
+    from osrkit.methods import default_config
+
+    def built(name):
+        return default_config("movr", "mnist").replace(**VARIANTS[name]).to_dict()
+    base = built("base")
+    assert base["augment"] == "none" and base["weight_decay"] == 5e-4
+    assert base["method_params"]["rotation_weight"] == 0.0
+    assert default_config("movr", "mnist").method_params["rotation_weight"] == 0.1  # so pinning it matters
+
+    def changed(name):
+        other = built(name)
+        top = {k for k in base if k != "method_params" and base[k] != other[k]}
+        inner = {k for k in base["method_params"] if base["method_params"][k] != other["method_params"][k]}
+        return top | {f"method_params.{k}" for k in inner}
+    assert changed("+ augmentation") == {"augment"}
+    assert changed("+ weight decay 1e-3") == {"weight_decay"}
+    assert changed("+ rotation head") == {"method_params.rotation_weight"}
+    assert changed("final model (all three)") == {"augment", "weight_decay", "method_params.rotation_weight"}
+    assert changed("embedding normalisation on") == {"method_params.embedding_norm"}
+    assert changed("embedding normalisation off") == set()  # MNIST's default is already off
