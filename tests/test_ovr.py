@@ -326,10 +326,14 @@ def test_movr_default_score_per_data_set_and_what_run_resolves() -> None:
         "movr", mnist.replace(method_params={**mnist.method_params, "embedding_norm": True}).to_dict())
     assert network_identity("movr", mnist.to_dict()) == network_identity(
         "movr", mnist.replace(method_params={**mnist.method_params, "score": "max_cos"}).to_dict())
-    for other in ("cifar10", "svhn", "fashion-mnist"):
+    for other in ("svhn", "fashion-mnist"):
         params = m.resolved_params(default_config("movr", other).method_params)
         assert (params["score"], params["margin_on"], params["embedding_norm"], params["rotation_weight"]) == (
             "max_projection", "target", True, 0.0)
+    # CIFAR-10 (thirteenth session): the every-class margin without normalisation, no rotation head
+    params = m.resolved_params(default_config("movr", "cifar10").method_params)
+    assert (params["score"], params["margin_on"], params["embedding_norm"], params["rotation_weight"]) == (
+        "max_projection", "all", False, 0.0)
     assert digits.method_params["score"] == "target"
     assert m.make_scorer(6, m.resolved_params(digits.method_params)).kind == "target"
     assert m.make_scorer(6, m.resolved_params({**digits.method_params, "score": "loss"})).kind == "loss"
