@@ -136,10 +136,13 @@ def render(rows: list[dict], h: dict) -> str:
                   "interval):", ""]
         for a, b in pairs:
             d = paired_auroc(rows, a, b)
-            lines.append(f"- {a} − {b}: {d['mean']:+.4f} ({d['low']:+.4f} … {d['high']:+.4f}), n = {d['n']}; "
+            interval = f"{d['low']:+.4f} … {d['high']:+.4f}" if d["n"] > 1 else "one pair: no interval"
+            lines.append(f"- {a} − {b}: {d['mean']:+.4f} ({interval}), n = {d['n']}; "
                          f"first higher in {d['wins']} of {d['n']}")
         lines.append("")
     lines += [provenance(h), ""]
+    for note in h.get("notes", []):
+        lines += [note, ""]
     return "\n".join(lines)
 
 
@@ -174,7 +177,8 @@ def merge(args) -> None:
     """One report from several saved runs of this script (their rows; each file keeps its own command)."""
     saved = [json.loads((RESULTS / f"{n}.json").read_text()) for n in args.merge.split(",")]
     protocols = list(dict.fromkeys(s["protocol"] for s in saved))
-    h = header() | {"protocol": "; ".join(protocols), "merged": args.merge.split(","), "pairs": _pairs(args)}
+    h = header() | {"protocol": "; ".join(protocols), "merged": args.merge.split(","), "pairs": _pairs(args),
+                    "notes": args.note}
     rows = _one_recipe_per_variant([r for s in saved for r in _with_known(s)])
     write(args.name, h | {"rows": rows}, render(rows, h))
     print(render(rows, h))
@@ -223,6 +227,8 @@ def main() -> None:
     ap.add_argument("--pair", action="append", default=[], help="'variant/score;variant/score': report their paired "
                                                                  "AUROC difference (repeatable)")
     ap.add_argument("--checkpoint-dir", help="checkpoint every network here (each epoch), so a rerun resumes")
+    ap.add_argument("--note", action="append", default=[], help="a paragraph to keep under the table (saved in the "
+                                                                 "JSON), e.g. the decision rule the run was for")
     args = ap.parse_args()
     if args.merge:
         return merge(args)
@@ -251,7 +257,7 @@ def tune(args, splits: list[tuple[str, int, list[int] | None]]) -> None:
     torch.set_num_threads(args.threads)
     names = args.variants.split(";") if args.variants else list(VARIANTS)
     where = (f"known sets {args.known_sets}" if args.known_sets else f"`{args.family}` splits {args.splits}")
-    h = header() | {"protocol": f"{args.task} {where}, seeds {args.seeds}", "pairs": _pairs(args)}
+    h = header() | {"protocol": f"{args.task} {where}, seeds {args.seeds}", "pairs": _pairs(args), "notes": args.note}
     rows = []
     for family, split, known in splits:
         for seed in [int(s) for s in args.seeds.split(",")]:
