@@ -48,7 +48,8 @@ VARIANTS: dict[str, dict] = {
     "+ weight decay 1e-3": _variant(weight_decay=1e-3),
     "+ rotation head": _variant(method_params={"rotation_weight": 0.1}),
     "final model (all three)": _variant(augment="crop", weight_decay=1e-3, method_params={"rotation_weight": 0.1}),
-    # the fourth extra, switched against the MNIST default (twelfth session: off by default on MNIST)
+    # the fourth extra, switched against the MNIST default (twelfth session: off by default on MNIST, so "off" is
+    # the base's network: the identity-named checkpoint is shared and it trains once)
     "embedding normalisation on": _variant(method_params={"embedding_norm": True}),
     "embedding normalisation off": _variant(method_params={"embedding_norm": False}),
 }
