@@ -31,28 +31,29 @@ from osrkit.engine.identity import checkpoint_name  # noqa: E402
 from osrkit.engine.pipeline import evaluate, fit_method  # noqa: E402
 from osrkit.methods import default_config  # noqa: E402
 
-# Every variant names each extra it leaves off: MNIST's default has gained extras (the rotation head, twelfth
+# The base switches every extra off first (ablation_config): MNIST's default has gained extras (the rotation head, twelfth
 # session), and "base" must stay the model without them whatever the default becomes.
 _OFF = {"augment": "none", "weight_decay": 5e-4, "method_params": {"rotation_weight": 0.0}}
 
 
-def _variant(**extras) -> dict:
-    """The base model with the named extras switched on (method_params merged, not replaced)."""
-    params = {**_OFF["method_params"], **extras.pop("method_params", {})}
-    return {**_OFF, **extras, "method_params": params}
-
-
 VARIANTS: dict[str, dict] = {
-    "base": _variant(),
-    "+ augmentation": _variant(augment="crop"),
-    "+ weight decay 1e-3": _variant(weight_decay=1e-3),
-    "+ rotation head": _variant(method_params={"rotation_weight": 0.1}),
-    "final model (all three)": _variant(augment="crop", weight_decay=1e-3, method_params={"rotation_weight": 0.1}),
+    "base": {},
+    "+ augmentation": {"augment": "crop"},
+    "+ weight decay 1e-3": {"weight_decay": 1e-3},
+    "+ rotation head": {"method_params": {"rotation_weight": 0.1}},
+    "final model (all three)": {"augment": "crop", "weight_decay": 1e-3, "method_params": {"rotation_weight": 0.1}},
     # the fourth extra, switched against the MNIST default (twelfth session: off by default on MNIST, so "off" is
     # the base's network: the identity-named checkpoint is shared and it trains once)
-    "embedding normalisation on": _variant(method_params={"embedding_norm": True}),
-    "embedding normalisation off": _variant(method_params={"embedding_norm": False}),
+    "embedding normalisation on": {"method_params": {"embedding_norm": True}},
+    "embedding normalisation off": {"method_params": {"embedding_norm": False}},
 }
+
+
+def ablation_config(name: str, model: str | None = None, epochs: int | None = None):
+    """MNIST's m-OvR default with every extra off, then the variant's on (`replace` merges method params)."""
+    return default_config("movr", "mnist").replace(model=model, epochs=epochs).replace(**_OFF).replace(**VARIANTS[name])
+
+
 KEYS = ("auroc", "oscr", "accuracy", "known_mean", "unknown_mean", "difference", "davies_bouldin")
 
 
@@ -115,7 +116,7 @@ def main() -> None:
         task = make_task("mnist", split, data_root=args.data_root)
         for n in names:
             # (replace merges a variant's method_params into the default's)
-            cfg = default_config("movr", "mnist").replace(model=args.model, epochs=args.epochs).replace(**VARIANTS[n])
+            cfg = ablation_config(n, args.model, args.epochs)
             cfg = cfg.replace(precision=args.precision, memory_format="auto").resolved("cpu")
             slug = n.strip("+ ").replace(" ", "-").replace("(", "").replace(")", "")
             # named by the run identity, so a changed default never resumes an older variant's network

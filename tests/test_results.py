@@ -540,12 +540,12 @@ def test_movr_ablation_variants_differ_from_the_base_only_by_their_extras():
     # rotation head joined it in the twelfth session), and each variant switches on exactly what its name says
     import sys
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from movr_ablation import VARIANTS
+    from movr_ablation import ablation_config
 
     from osrkit.methods import default_config
 
     def built(name):
-        return default_config("movr", "mnist").replace(**VARIANTS[name]).to_dict()
+        return ablation_config(name).to_dict()
     base = built("base")
     assert base["augment"] == "none" and base["weight_decay"] == 5e-4
     assert base["method_params"]["rotation_weight"] == 0.0
