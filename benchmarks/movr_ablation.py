@@ -31,8 +31,8 @@ from osrkit.engine.identity import checkpoint_name  # noqa: E402
 from osrkit.engine.pipeline import evaluate, fit_method  # noqa: E402
 from osrkit.methods import default_config  # noqa: E402
 
-# The base switches every extra off first (ablation_config): MNIST's default has gained extras (the rotation head, twelfth
-# session), and "base" must stay the model without them whatever the default becomes.
+# The base switches every extra off first (ablation_config): MNIST's default has gained extras (the rotation
+# head, twelfth session), and "base" must stay the model without them whatever the default becomes.
 _OFF = {"augment": "none", "weight_decay": 5e-4, "method_params": {"rotation_weight": 0.0}}
 
 
@@ -51,7 +51,8 @@ VARIANTS: dict[str, dict] = {
 
 def ablation_config(name: str, model: str | None = None, epochs: int | None = None):
     """MNIST's m-OvR default with every extra off, then the variant's on (`replace` merges method params)."""
-    return default_config("movr", "mnist").replace(model=model, epochs=epochs).replace(**_OFF).replace(**VARIANTS[name])
+    base = default_config("movr", "mnist").replace(model=model, epochs=epochs).replace(**_OFF)
+    return base.replace(**VARIANTS[name])
 
 
 KEYS = ("auroc", "oscr", "accuracy", "known_mean", "unknown_mean", "difference", "davies_bouldin")
