@@ -138,6 +138,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.render_only:
         res = json.loads((RESULTS / f"{args.name}.json").read_text())
+        if args.note:  # notes given now replace the saved ones
+            res["notes"] = args.note
         write(args.name, res, render(res))
         return
     kw = grid_kwargs({"device": args.device, "threads": args.threads, "splits": args.splits}, args.config)
