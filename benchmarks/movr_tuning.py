@@ -77,6 +77,11 @@ VARIANTS: dict[str, tuple[str, dict]] = {
                                                                           "embedding_norm": False}}),
     "movr (paper: margin all), unnormalised + rotation": ("movr", {"method_params": {
         "margin_on": "all", "embedding_norm": False, "rotation_weight": 0.1}}),
+    # fourteenth session: the margin m of the paper's Fig. 14 around MNIST's current default (the row above, m = 0.5)
+    "movr (paper: margin all), unnormalised + rotation, m=0.3": ("movr", {"method_params": {
+        "margin_on": "all", "embedding_norm": False, "rotation_weight": 0.1, "margin": 0.3}}),
+    "movr (paper: margin all), unnormalised + rotation, m=0.7": ("movr", {"method_params": {
+        "margin_on": "all", "embedding_norm": False, "rotation_weight": 0.1, "margin": 0.7}}),
     # the paper's schedule shape (cosine to lr x 1e-4, i.e. 0.1 -> 1e-5) instead of osrkit's one-cycle, both methods
     "softmax cosine": ("softmax", {"schedule": "cosine"}),
     "movr target T=16 cosine": ("movr", {"method_params": {"margin_on": "target", "temperature": 16.0},
