@@ -25,8 +25,8 @@ from osrkit.results.grid import GridConfig, grid_kwargs  # noqa: E402
 from osrkit.results.plan import RunSpec  # noqa: E402
 from osrkit.results.store import open_store  # noqa: E402
 
-COLUMNS = ("softmax", "mls", "movr")
-ISSUE_BARS = {"mnist": (1, 0.005), "cifar10": (4, 0.01)}  # issue 11's acceptance point and bar over MSP, per task  # softmax = MSP on the cross-entropy network; mls scores the same network
+COLUMNS = ("softmax", "mls", "movr")  # softmax = MSP on the cross-entropy network; mls scores the same network
+ISSUE_BARS = {"mnist": (1, 0.005), "cifar10": (4, 0.01)}  # issue 11's acceptance point and bar over MSP, per task
 
 
 def collect(specs: list[RunSpec], store) -> tuple[dict[tuple[int, int], dict[str, dict]], list[str]]:
@@ -89,7 +89,8 @@ def render(res: dict) -> str:
             lines.append(f"- m-OvR − {name}: {p['mean']:+.4f} (95% t interval {p['low']:+.4f} … {p['high']:+.4f}, "
                          f"n = {p['n']}); m-OvR higher in {p['wins']} of {p['n']}.")
         a = s["acceptance"]
-        lines += ["", f"Acceptance (issue 11, point {res.get('point', 1)}) on these cells: m-OvR ≥ MSP + {a['margin']}: "
+        lines += ["", f"Acceptance (issue 11, point {res.get('point', 1)}) on these cells: "
+                  f"m-OvR ≥ MSP + {a['margin']}: "
                   f"**{'yes' if a['movr_vs_softmax'] else 'no'}**; m-OvR ≥ MLS: **{'yes' if a['movr_vs_mls'] else 'no'}**."]
     if res["pending"]:
         lines += ["", f"Pending (not in the database yet): {', '.join(res['pending'])}."]
