@@ -26,7 +26,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, header, own_method_config, stored_run_matches, task_label, write  # noqa: E402
+from _common import (  # noqa: E402
+    RESULTS, header, issue11_bar, own_method_config, stored_run_matches, task_label, write)
 
 from osrkit.data.tasks import make_task  # noqa: E402
 from osrkit.engine.checkpoint import load_checkpoint  # noqa: E402
@@ -170,7 +171,7 @@ def main() -> None:
                 rows[net][str(split)] = rescore(ckpt, task, READINGS[net])
             print(split, net, {k: round(v["auroc"], 4) for k, v in rows[net][str(split)].items()}, flush=True)
     movr_spec = plan_one("movr", splits[-1])
-    point, margin = (1, 0.005) if task_name == "mnist" else (4, 0.01)  # the issue's bars: MNIST, CIFAR-10
+    point, margin = issue11_bar(task_name)
     mp = movr_spec.config["method_params"]
     # the recipe as trained: the stored config has "auto" precision and memory format resolved for the device
     movr_ckpt = ckdir / movr_spec.checkpoint_name(task)

@@ -19,14 +19,13 @@ import numpy as np
 from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import header, provenance, write  # noqa: E402
+from _common import header, issue11_bar, provenance, write  # noqa: E402
 
 from osrkit.results.grid import GridConfig, grid_kwargs  # noqa: E402
 from osrkit.results.plan import RunSpec  # noqa: E402
 from osrkit.results.store import open_store  # noqa: E402
 
 COLUMNS = ("softmax", "mls", "movr")  # softmax = MSP on the cross-entropy network; mls scores the same network
-ISSUE_BARS = {"mnist": (1, 0.005), "cifar10": (4, 0.01)}  # issue 11's acceptance point and bar over MSP, per task
 
 
 def collect(specs: list[RunSpec], store) -> tuple[dict[tuple[int, int], dict[str, dict]], list[str]]:
@@ -108,7 +107,7 @@ def main() -> None:
     missing = [m for m in COLUMNS if m not in kw.get("methods", [])]
     if missing:
         raise SystemExit(f"{args.config}: the grid lacks method(s) {', '.join(missing)}; it needs softmax, mls, movr")
-    point, bar = ISSUE_BARS.get(kw["tasks"][0], ISSUE_BARS["mnist"])
+    point, bar = issue11_bar(kw["tasks"][0])
     grid = GridConfig.from_mapping(kw)
     store = open_store(grid.db, create=False)
     specs = grid.plan()
