@@ -116,7 +116,6 @@ def main() -> None:
     for split in [int(s) for s in args.splits.split(",")]:
         task = make_task("mnist", split, data_root=args.data_root)
         for n in names:
-            # (replace merges a variant's method_params into the default's)
             cfg = ablation_config(n, args.model, args.epochs)
             cfg = cfg.replace(precision=args.precision, memory_format="auto").resolved("cpu")
             slug = n.strip("+ ").replace(" ", "-").replace("(", "").replace(")", "")
