@@ -33,7 +33,8 @@ from osrkit.results.grid import GridConfig, grid_kwargs, iter_missing  # noqa: E
 from osrkit.results.runner import checkpoint_state  # noqa: E402
 from osrkit.results.store import open_store  # noqa: E402
 
-TRAINED = "softmax,movr"  # the networks; mls scores softmax's (the report adds its runs)
+TRAINED = "softmax,movr"  # the networks (--methods); mls scores softmax's (the report, or --methods, adds its runs)
+SHARED = ("mls", "energy")  # methods that score another method's network instead of training their own
 PART_BYTES = 15 * 2**20  # what comes back from the machine: files under 16 MiB
 
 
@@ -80,9 +81,8 @@ def start_mps(log: dict) -> dict:
     return env
 
 
-def pending_runs(grid: dict) -> int:
-    """The grid's trained networks (TRAINED runs) not yet stored in its database."""
-    methods = TRAINED.split(",")
+def pending_runs(grid: dict, methods: list[str]) -> int:
+    """The grid's runs of `methods` not yet stored in its database."""
     own = {m: v for m, v in (grid.get("method_config") or {}).items() if m in methods}  # plan_grid refuses others
     specs = GridConfig.from_mapping({**grid, "methods": methods, "method_config": own or None}).plan()
     db = str(grid["db"]) if "://" in str(grid["db"]) else ROOT / grid["db"]  # a PostgreSQL URL or a SQLite file
@@ -110,14 +110,15 @@ def gpu_busy() -> str | None:
         return None
 
 
-def run_grid_drivers(path: str, grid: dict, env: dict, end: float, logs: Path, summary: dict) -> bool:
-    """One `osrkit bench` driver per network of the grid not yet stored, until all finish or `end`; True where
-    every network's run is stored."""
-    networks, name = pending_runs(grid), Path(path).stem
-    total = len(grid["splits"]) * len(TRAINED.split(","))
+def run_grid_drivers(path: str, grid: dict, methods: list[str], env: dict, end: float, logs: Path,
+                     summary: dict) -> bool:
+    """One `osrkit bench` driver per run of `methods` not yet stored (a run scoring another's network waits for
+    it, then scores it), until all finish or `end`; True where every run is stored."""
+    networks, name = pending_runs(grid, methods), Path(path).stem
+    total = len(grid["splits"]) * len(grid.get("seeds", [0])) * len([m for m in methods if m not in SHARED])
     procs = []
     for i in range(networks):
-        cmd = [sys.executable, "-m", "osrkit", "bench", "--config", path, "--methods", TRAINED, "--threads", "1",
+        cmd = [sys.executable, "-m", "osrkit", "bench", "--config", path, "--methods", ",".join(methods), "--threads", "1",
                "--no-progress"]
         procs.append(subprocess.Popen(cmd, stdout=open(logs / f"{name}-driver{i}.log", "w"),
                                       stderr=subprocess.STDOUT, env={**os.environ, **env}, cwd=ROOT))
@@ -135,7 +136,7 @@ def run_grid_drivers(path: str, grid: dict, env: dict, end: float, logs: Path, s
                         "gpu": gpu_busy()})
         print(name, samples[-1], flush=True)
     codes = [p.returncode for p in procs]
-    ok = all(c == 0 for c in codes) and pending_runs(grid) == 0
+    ok = all(c == 0 for c in codes) and pending_runs(grid, methods) == 0
     summary["grids"][name] = {"seconds": round(time.time() - t0), "finished": ok, "exit_codes": codes,
                               "networks": networks, "samples": samples}
     return ok
@@ -147,8 +148,9 @@ def report(path: str, name: str, logs: Path, env: dict) -> subprocess.Popen:
                             env={**os.environ, **env}, cwd=ROOT)
 
 
-def pack(out: Path, grids: list[tuple[str, dict]], logs: Path, summary: dict) -> None:
-    """results.tar.gz (databases, reports, logs, summary) and the checkpoints in parts under 16 MiB."""
+def pack(out: Path, grids: list[tuple[str, dict]], logs: Path, summary: dict, checkpoints: bool = True) -> None:
+    """results.tar.gz (databases, reports, logs, summary) and, unless not wanted, the checkpoints in parts under
+    16 MiB."""
     (logs / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     with tarfile.open(out / "results.tar.gz", "w:gz") as t:
         for _, g in grids:  # each grid's SQLite database and the report named after it (<db stem>.json/.md)
@@ -157,6 +159,8 @@ def pack(out: Path, grids: list[tuple[str, dict]], logs: Path, summary: dict) ->
                 if "://" not in str(g["db"]) and f.is_file():
                     t.add(f, arcname=str(f.relative_to(ROOT)))
         t.add(logs, arcname="logs/device_movr_paper")
+    if not checkpoints:
+        return
     ckpt = out / "checkpoints.tar"
     with tarfile.open(ckpt, "w") as t:
         for _, g in grids:
@@ -177,6 +181,9 @@ def main() -> None:
     ap.add_argument("--report-s", type=float, default=90.0, help="seconds kept at the end for reports and packing")
     ap.add_argument("--no-mps", action="store_true")
     ap.add_argument("--no-report", action="store_true", help="train only (write the reports later, elsewhere)")
+    ap.add_argument("--methods", default=TRAINED, help=f"the grids' methods to run (default {TRAINED}); add mls to "
+                                                       "score softmax's networks here too")
+    ap.add_argument("--no-checkpoints", action="store_true", help="bring back databases and logs only")
     args = ap.parse_args()
     t_start = time.time()
     out, logs = Path(args.out), ROOT / "logs/device_movr_paper"
@@ -196,7 +203,7 @@ def main() -> None:
         if last_seconds is not None and left < 0.8 * last_seconds + 30:
             summary["skipped"][path] = f"{left:.0f} s left, the grid before took {last_seconds:.0f} s"
             continue
-        if run_grid_drivers(path, grid, env, train_end, logs, summary) and not args.no_report:
+        if run_grid_drivers(path, grid, args.methods.split(","), env, train_end, logs, summary) and not args.no_report:
             reports.append(report(path, Path(grid["db"]).stem, logs, env))
         last_seconds = summary["grids"][Path(path).stem]["seconds"]
     for p in reports:
@@ -209,7 +216,7 @@ def main() -> None:
     print(json.dumps({k: v for k, v in summary.items() if k != "grids"}, indent=1), flush=True)
     for name, g in summary["grids"].items():
         print(name, {k: v for k, v in g.items() if k != "samples"}, flush=True)
-    pack(out, grids, logs, summary)
+    pack(out, grids, logs, summary, checkpoints=not args.no_checkpoints)
 
 
 if __name__ == "__main__":
