@@ -85,15 +85,21 @@ def render(res: dict) -> str:
                   f"{o['movr']:.4f}.", ""]
         for name, key in (("MSP", "movr_minus_msp"), ("MLS", "movr_minus_mls")):
             p = s[key]
-            lines.append(f"- m-OvR − {name}: {p['mean']:+.4f} (95% t interval {p['low']:+.4f} … {p['high']:+.4f}, "
-                         f"n = {p['n']}); m-OvR higher in {p['wins']} of {p['n']}.")
+            interval = (f"95% t interval {p['low']:+.4f} … {p['high']:+.4f}, n = {p['n']}" if p["n"] > 1
+                        else "one pair: no interval")
+            lines.append(f"- m-OvR − {name}: {p['mean']:+.4f} ({interval}); m-OvR higher in {p['wins']} of {p['n']}.")
         a = s["acceptance"]
-        lines += ["", f"Acceptance (issue 11, point {res.get('point', 1)}) on these cells: "
-                  f"m-OvR ≥ MSP + {a['margin']}: "
+        family = res.get("family", "neal")
+        what = (f"Acceptance (issue 11, point {res.get('point', 1)}) on these cells" if family == "neal" else
+                f"The bar of issue 11, point {res.get('point', 1)}, on these `{family}` cells (a tuning protocol, "
+                "not the issue's acceptance)")
+        lines += ["", f"{what}: m-OvR ≥ MSP + {a['margin']}: "
                   f"**{'yes' if a['movr_vs_softmax'] else 'no'}**; m-OvR ≥ MLS: **{'yes' if a['movr_vs_mls'] else 'no'}**."]
     if res["pending"]:
         lines += ["", f"Pending (not in the database yet): {', '.join(res['pending'])}."]
     lines += ["", provenance(res), ""]
+    for note in res.get("notes", []):
+        lines += [note, ""]
     return "\n".join(lines)
 
 
@@ -102,6 +108,8 @@ def main() -> None:
     ap.add_argument("--config", required=True, help="the `osrkit bench` YAML grid (methods softmax, mls, movr)")
     ap.add_argument("--name", required=True, help="results/<name>.{json,md}")
     ap.add_argument("--margin", type=float, help="the bar over MSP (default the issue's: MNIST 0.005, CIFAR-10 0.01)")
+    ap.add_argument("--note", action="append", default=[], help="a paragraph to keep under the table (saved in the "
+                                                                 "JSON), e.g. the decision rule the grid was run for")
     args = ap.parse_args()
     kw = grid_kwargs({}, args.config)
     missing = [m for m in COLUMNS if m not in kw.get("methods", [])]
@@ -115,7 +123,8 @@ def main() -> None:
     movr_spec = next(s for s in specs if s.method == "movr")
     res = header() | {"grid": args.config, "db": str(grid.db), "movr_score": movr_spec.config["method_params"]["score"],
                       "rows": [[k[0], k[1], runs[k]] for k in sorted(runs)], "pending": pending,
-                      "point": point, "summary": summarize(runs, bar if args.margin is None else args.margin)}
+                      "point": point, "family": grid.family, "notes": args.note,
+                      "summary": summarize(runs, bar if args.margin is None else args.margin)}
     text = render(res)
     write(args.name, res, text)
     print(text)

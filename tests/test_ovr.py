@@ -308,9 +308,10 @@ def test_ovr_method_trains_and_scores_by_its_sample_loss() -> None:
 
 
 def test_movr_default_score_per_data_set_and_what_run_resolves() -> None:
-    """max_projection and margin on the target by default; MNIST (chosen on custom MNIST known sets): the margin on
-    every class without embedding normalisation, with the rotation head; digits: the target term (chosen there). An explicit --param still
-    wins, and the network identity depends on the margin and the normalisation but not on the score."""
+    """max_projection, the margin on every class and no embedding normalisation by default (chosen on MNIST custom
+    known sets and CIFAR-10 `arpl`); MNIST adds the rotation head; digits: the normalised target margin scored by its
+    target term (chosen there). An explicit --param still wins, and the network identity depends on the margin and
+    the normalisation but not on the score."""
     from osrkit.engine.identity import network_identity
     from osrkit.methods import default_config, get_method
 
@@ -326,10 +327,15 @@ def test_movr_default_score_per_data_set_and_what_run_resolves() -> None:
         "movr", mnist.replace(method_params={**mnist.method_params, "embedding_norm": True}).to_dict())
     assert network_identity("movr", mnist.to_dict()) == network_identity(
         "movr", mnist.replace(method_params={**mnist.method_params, "score": "max_cos"}).to_dict())
-    for other in ("svhn", "fashion-mnist"):
+    # every other data set (fifteenth session): the same margin on every class, unnormalised, without the rotation head
+    for other in ("svhn", "fashion-mnist", "cifar+10", "cifar+50", "tinyimagenet", "folder"):
         params = m.resolved_params(default_config("movr", other).method_params)
         assert (params["score"], params["margin_on"], params["embedding_norm"], params["rotation_weight"]) == (
-            "max_projection", "target", True, 0.0)
+            "max_projection", "all", False, 0.0)
+        loss = m.make_loss(6, params)
+        assert (loss.base.margin_on, loss.base.embedding_norm) == ("all", False)
+    # the registered params, which configs written before a parameter existed are read with, are unchanged
+    assert (m.params["margin_on"], m.params["embedding_norm"]) == ("target", True)
     # CIFAR-10 (thirteenth session): the every-class margin without normalisation, no rotation head
     params = m.resolved_params(default_config("movr", "cifar10").method_params)
     assert (params["score"], params["margin_on"], params["embedding_norm"], params["rotation_weight"]) == (
@@ -389,7 +395,7 @@ def test_embedding_norm_option_keeps_old_run_keys_and_trains() -> None:
     from osrkit.methods import default_config
     from osrkit.results.store import config_hash
 
-    cfg = default_config("movr", "svhn")
+    cfg = default_config("movr", "digits")  # normalised: the option at its registered default
     assert "embedding_norm" not in cfg.method_params
     explicit = cfg.replace(method_params={**cfg.method_params, "embedding_norm": True})
     assert network_key("movr", explicit.to_dict()) == network_key("movr", cfg.to_dict())
