@@ -114,12 +114,12 @@ def run_grid_drivers(path: str, grid: dict, methods: list[str], env: dict, end: 
                      summary: dict) -> bool:
     """One `osrkit bench` driver per run of `methods` not yet stored (a run scoring another's network waits for
     it, then scores it), until all finish or `end`; True where every run is stored."""
-    networks, name = pending_runs(grid, methods), Path(path).stem
+    runs, name = pending_runs(grid, methods), Path(path).stem
     total = len(grid["splits"]) * len(grid.get("seeds", [0])) * len([m for m in methods if m not in SHARED])
     procs = []
-    for i in range(networks):
-        cmd = [sys.executable, "-m", "osrkit", "bench", "--config", path, "--methods", ",".join(methods), "--threads", "1",
-               "--no-progress"]
+    for i in range(runs):
+        cmd = [sys.executable, "-m", "osrkit", "bench", "--config", path, "--methods", ",".join(methods),
+               "--threads", "1", "--no-progress"]
         procs.append(subprocess.Popen(cmd, stdout=open(logs / f"{name}-driver{i}.log", "w"),
                                       stderr=subprocess.STDOUT, env={**os.environ, **env}, cwd=ROOT))
         time.sleep(0.5)  # let each claim its run before the next looks
@@ -138,7 +138,7 @@ def run_grid_drivers(path: str, grid: dict, methods: list[str], env: dict, end: 
     codes = [p.returncode for p in procs]
     ok = all(c == 0 for c in codes) and pending_runs(grid, methods) == 0
     summary["grids"][name] = {"seconds": round(time.time() - t0), "finished": ok, "exit_codes": codes,
-                              "networks": networks, "samples": samples}
+                              "runs": runs, "samples": samples}
     return ok
 
 
@@ -152,12 +152,14 @@ def pack(out: Path, grids: list[tuple[str, dict]], logs: Path, summary: dict, ch
     """results.tar.gz (databases, reports, logs, summary) and, unless not wanted, the checkpoints in parts under
     16 MiB."""
     (logs / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    with tarfile.open(out / "results.tar.gz", "w:gz") as t:
-        for _, g in grids:  # each grid's SQLite database and the report named after it (<db stem>.json/.md)
+    files = set()  # each grid's SQLite database and the report named after it (<db stem>.json/.md), once
+    for _, g in grids:
+        if "://" not in str(g["db"]):
             db = ROOT / str(g["db"])
-            for f in sorted({db, *(ROOT / "benchmarks/results").glob(f"{db.stem}.*")}):
-                if "://" not in str(g["db"]) and f.is_file():
-                    t.add(f, arcname=str(f.relative_to(ROOT)))
+            files |= {f for f in {db, *(ROOT / "benchmarks/results").glob(f"{db.stem}.*")} if f.is_file()}
+    with tarfile.open(out / "results.tar.gz", "w:gz") as t:
+        for f in sorted(files):
+            t.add(f, arcname=str(f.relative_to(ROOT)))
         t.add(logs, arcname="logs/device_movr_paper")
     if not checkpoints:
         return
