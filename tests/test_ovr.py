@@ -334,8 +334,17 @@ def test_movr_default_score_per_data_set_and_what_run_resolves() -> None:
             "max_projection", "all", False, 0.0)
         loss = m.make_loss(6, params)
         assert (loss.base.margin_on, loss.base.embedding_norm) == ("all", False)
-    # the registered params, which configs written before a parameter existed are read with, are unchanged
+    # the registered params, which configs written before a parameter existed are read with, are unchanged: an SVHN
+    # run stored under the old default (target margin, embedding_norm left out) still reads as normalised and names
+    # another network than the new default's
     assert (m.params["margin_on"], m.params["embedding_norm"]) == ("target", True)
+    svhn = default_config("movr", "svhn")
+    old = {**svhn.to_dict(), "method_params": {k: v for k, v in {**svhn.method_params, "margin_on": "target"}.items()
+                                               if k != "embedding_norm"}}
+    normalised = {**old, "method_params": {**old["method_params"], "embedding_norm": True}}
+    assert network_identity("movr", old) == network_identity("movr", normalised)
+    assert network_identity("movr", old) != network_identity("movr", svhn.to_dict())
+    assert m.resolved_params(old["method_params"])["embedding_norm"] is True
     # CIFAR-10 (thirteenth session): the every-class margin without normalisation, no rotation head
     params = m.resolved_params(default_config("movr", "cifar10").method_params)
     assert (params["score"], params["margin_on"], params["embedding_norm"], params["rotation_weight"]) == (
