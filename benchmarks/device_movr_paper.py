@@ -29,12 +29,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from osrkit.engine.identity import trainer_of  # noqa: E402
 from osrkit.results.grid import GridConfig, grid_kwargs, iter_missing  # noqa: E402
 from osrkit.results.runner import checkpoint_state  # noqa: E402
 from osrkit.results.store import open_store  # noqa: E402
 
 TRAINED = "softmax,movr"  # the networks (--methods); mls scores softmax's (the report, or --methods, adds its runs)
-SHARED = ("mls", "energy")  # methods that score another method's network instead of training their own
 PART_BYTES = 15 * 2**20  # what comes back from the machine: files under 16 MiB
 
 
@@ -91,12 +91,14 @@ def pending_runs(grid: dict, methods: list[str]) -> int:
     return len(iter_missing(specs, open_store(str(db), create=False)))
 
 
-def grid_progress(grid: dict, networks: int) -> float:
-    """Share of the grid's training epochs done, read from its checkpoints."""
+def grid_progress(grid: dict, networks: int, since: float) -> float:
+    """Share of the grid's training epochs done, read from the checkpoints written since its drivers started
+    (grids may share a checkpoint folder)."""
     done = 0
     for ck in (ROOT / grid["checkpoint_dir"]).glob("*.pt"):
         try:
-            done += min(checkpoint_state(ck)[0], grid["epochs"])
+            if ck.stat().st_mtime >= since:
+                done += min(checkpoint_state(ck)[0], grid["epochs"])
         except Exception:  # noqa: BLE001 - a file being replaced: counted next time
             pass
     return done / (networks * grid["epochs"])
@@ -115,8 +117,8 @@ def run_grid_drivers(path: str, grid: dict, methods: list[str], env: dict, end: 
     """One `osrkit bench` driver per run of `methods` not yet stored (a run scoring another's network waits for
     it, then scores it), until all finish or `end`; True where every run is stored."""
     runs, name = pending_runs(grid, methods), Path(path).stem
-    total = len(grid["splits"]) * len(grid.get("seeds", [0])) * len([m for m in methods if m not in SHARED])
-    procs = []
+    total = len(grid["splits"]) * len(grid.get("seeds", [0])) * len({trainer_of(m) for m in methods})
+    procs, started = [], time.time()
     for i in range(runs):
         cmd = [sys.executable, "-m", "osrkit", "bench", "--config", path, "--methods", ",".join(methods),
                "--threads", "1", "--no-progress"]
@@ -132,7 +134,7 @@ def run_grid_drivers(path: str, grid: dict, methods: list[str], env: dict, end: 
                 p.wait(timeout=60)
             break
         time.sleep(10)
-        samples.append({"s": round(time.time() - t0), "progress": round(grid_progress(grid, total), 4),
+        samples.append({"s": round(time.time() - t0), "progress": round(grid_progress(grid, total, started), 4),
                         "gpu": gpu_busy()})
         print(name, samples[-1], flush=True)
     codes = [p.returncode for p in procs]
@@ -165,8 +167,7 @@ def pack(out: Path, grids: list[tuple[str, dict]], logs: Path, summary: dict, ch
         return
     ckpt = out / "checkpoints.tar"
     with tarfile.open(ckpt, "w") as t:
-        for _, g in grids:
-            d = ROOT / g["checkpoint_dir"]
+        for d in sorted({ROOT / g["checkpoint_dir"] for _, g in grids}):  # grids may share a folder: each once
             if d.is_dir():
                 t.add(d, arcname=str(d.relative_to(ROOT)))
     with open(ckpt, "rb") as src:

@@ -342,9 +342,18 @@ def test_movr_default_score_per_data_set_and_what_run_resolves() -> None:
     old = {**svhn.to_dict(), "method_params": {k: v for k, v in {**svhn.method_params, "margin_on": "target"}.items()
                                                if k != "embedding_norm"}}
     normalised = {**old, "method_params": {**old["method_params"], "embedding_norm": True}}
+    unnormalised = {**old, "method_params": {**old["method_params"], "embedding_norm": False}}
     assert network_identity("movr", old) == network_identity("movr", normalised)
-    assert network_identity("movr", old) != network_identity("movr", svhn.to_dict())
+    assert network_identity("movr", old) != network_identity("movr", unnormalised)
     assert m.resolved_params(old["method_params"])["embedding_norm"] is True
+    # the data sets whose networks are stored keep their configs exactly (so their run keys and checkpoint names)
+    assert mnist.method_params == {"temperature": 32.0, "margin": 0.5, "margin_on": "all", "score": "max_projection",
+                                   "rotation_weight": 0.1, "embedding_norm": False}
+    assert default_config("movr", "cifar10").method_params == {
+        "temperature": 16.0, "margin": 0.5, "margin_on": "all", "score": "max_projection", "rotation_weight": 0.0,
+        "embedding_norm": False}
+    assert digits.method_params == {"temperature": 32.0, "margin": 0.5, "margin_on": "target", "score": "target",
+                                    "rotation_weight": 0.0}
     # CIFAR-10 (thirteenth session): the every-class margin without normalisation, no rotation head
     params = m.resolved_params(default_config("movr", "cifar10").method_params)
     assert (params["score"], params["margin_on"], params["embedding_norm"], params["rotation_weight"]) == (
