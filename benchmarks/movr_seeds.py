@@ -43,12 +43,17 @@ def collect(specs: list[RunSpec], store) -> tuple[dict[tuple[int, int], dict[str
     return runs, pending
 
 
-def paired(diff: np.ndarray) -> dict[str, float]:
-    """Mean of paired differences with its 95% t interval (half-width 0 with one pair)."""
-    n = len(diff)
-    half = float(stats.t.ppf(0.975, n - 1) * diff.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0
-    return {"mean": float(diff.mean()), "low": float(diff.mean() - half), "high": float(diff.mean() + half),
+def paired(diff: np.ndarray) -> dict[str, float | None]:
+    """Mean of paired differences with its 95% t interval (low and high None with one pair: no interval)."""
+    n, mean = len(diff), float(diff.mean())
+    half = float(stats.t.ppf(0.975, n - 1) * diff.std(ddof=1) / np.sqrt(n)) if n > 1 else None
+    return {"mean": mean, "low": None if half is None else mean - half, "high": None if half is None else mean + half,
             "n": n, "wins": int((diff > 0).sum())}
+
+
+def interval_text(d: dict) -> str:
+    """A `paired` result's interval as 'low … high', or 'one pair: no interval'."""
+    return "one pair: no interval" if d["low"] is None else f"{d['low']:+.4f} … {d['high']:+.4f}"
 
 
 def summarize(runs: dict[tuple[int, int], dict[str, dict]], margin: float) -> dict:
@@ -85,9 +90,9 @@ def render(res: dict) -> str:
                   f"{o['movr']:.4f}.", ""]
         for name, key in (("MSP", "movr_minus_msp"), ("MLS", "movr_minus_mls")):
             p = s[key]
-            interval = (f"95% t interval {p['low']:+.4f} … {p['high']:+.4f}, n = {p['n']}" if p["n"] > 1
-                        else "one pair: no interval")
-            lines.append(f"- m-OvR − {name}: {p['mean']:+.4f} ({interval}); m-OvR higher in {p['wins']} of {p['n']}.")
+            interval = ("95% t interval " if p["low"] is not None else "") + interval_text(p)
+            lines.append(f"- m-OvR − {name}: {p['mean']:+.4f} ({interval}, n = {p['n']}); "
+                         f"m-OvR higher in {p['wins']} of {p['n']}.")
         a = s["acceptance"]
         family = res.get("family", "neal")
         what = (f"Acceptance (issue 11, point {res.get('point', 1)}) on these cells" if family == "neal" else

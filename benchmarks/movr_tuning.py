@@ -32,7 +32,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, header, provenance, write  # noqa: E402
-from movr_seeds import paired  # noqa: E402
+from movr_seeds import interval_text, paired  # noqa: E402
 
 from osrkit.data.splits import get_split, num_splits  # noqa: E402
 from osrkit.data.tasks import make_task  # noqa: E402
@@ -148,8 +148,7 @@ def render(rows: list[dict], h: dict) -> str:
                   "interval):", ""]
         for a, b in pairs:
             d = paired_auroc(rows, a, b)
-            interval = f"{d['low']:+.4f} … {d['high']:+.4f}" if d["n"] > 1 else "one pair: no interval"
-            lines.append(f"- {a} − {b}: {d['mean']:+.4f} ({interval}), n = {d['n']}; "
+            lines.append(f"- {a} − {b}: {d['mean']:+.4f} ({interval_text(d)}), n = {d['n']}; "
                          f"first higher in {d['wins']} of {d['n']}")
         lines.append("")
     lines += [provenance(h), ""]
