@@ -142,6 +142,40 @@ WRITER = textwrap.dedent("""
 """)
 
 
+def test_a_run_whose_network_another_driver_holds_is_put_off_not_waited_for(tmp_path):
+    """mls of seed 0 needs the network another driver (another owner of the claim) is training: this driver
+    trains seed 1 first, then comes back to seed 0 once the network's claim is free."""
+    from osrkit.results.runner import TaskCache
+
+    from rich.console import Console
+
+    kw = dict(methods=["mls"], tasks=["digits"], splits=[0], seeds=[0, 1], epochs=1, db=tmp_path / "r.db",
+              checkpoint_dir=tmp_path / "ck")
+    seed0 = GridConfig(**kw).plan()[0]
+    network = "network:" + seed0.checkpoint_name(TaskCache(None, False).get(seed0))
+    other = ResultsStore(tmp_path / "r.db")
+    assert other.claim(network)  # the other driver, training seed 0's network
+    order = []
+
+    def on_epoch(epoch, rec):
+        order.append(len(order))
+        other.release(network)  # it finishes while this driver trains seed 1
+
+    import threading
+
+    fallback = threading.Timer(20.0, other.release, [network])  # a driver that waits would not hang the test
+    fallback.start()
+    buf = io.StringIO()
+    try:
+        res = run_grid(GridConfig(**kw), progress=False, console=Console(file=buf, width=200), on_epoch=on_epoch)
+    finally:
+        fallback.cancel()
+    rows = ResultsStore(tmp_path / "r.db").rows()
+    assert res.trained == [r.key for r in reversed(GridConfig(**kw).plan())]  # seed 1, then seed 0
+    assert sorted(r["seed"] for r in rows) == [0, 1] and order == [0, 1]
+    assert "mls digits/neal0 seed 0: its network is being trained by another process: put off" in buf.getvalue()
+
+
 def test_two_concurrent_writers_lose_and_duplicate_nothing(tmp_path):
     db, go = tmp_path / "r.db", tmp_path / "go"
     ResultsStore(db)

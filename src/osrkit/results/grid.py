@@ -116,41 +116,67 @@ def run_grid(grid: GridConfig, *, progress: bool = True, on_epoch: Callable[[int
 
 
 def _run_local(grid: GridConfig, specs: Sequence[RunSpec], store, progress: bool, on_epoch, console) -> GridResult:
-    """The runs one after another in this process (tasks built once per task, split and seed)."""
+    """The runs one after another in this process (tasks built once per task, split and seed). A run whose
+    network another driver is training right now (mls beside that driver's softmax) is put off to the end of
+    the pass, so this driver trains something else meanwhile instead of waiting."""
     from osrkit.results.progress import GridProgress
-    from osrkit.results.runner import TaskCache, network_claim, run_one
+    from osrkit.results.runner import TaskCache
 
     if grid.threads:
         import torch
 
         torch.set_num_threads(int(grid.threads))
-    ckdir = checkpoint_dir(grid, store)
     result = GridResult()
-    tasks_cache = TaskCache(grid.data_root, grid.download)
-    stored = store.keys()
+    runner = _LocalRunner(grid, store, result, TaskCache(grid.data_root, grid.download), on_epoch)
     with GridProgress(specs, enabled=progress, console=console) as prog:
-        for spec in specs:
-            key = spec.key
-            if key in stored or store.has(key):
-                result.skipped.append(key)
-                prog.skip(spec, "stored already, skipped")
-                continue
-            if grid.claim and not store.claim(key):
-                (result.skipped if store.has(key) else result.claimed_elsewhere).append(key)
-                prog.skip(spec, "being run by another process, skipped")
-                continue
-            try:
-                task = tasks_cache.get(spec)
-                ckpt = ckdir / spec.checkpoint_name(task, grid.share_training)
-                with Heartbeat(store, [key]) if grid.claim else nullcontext(), \
-                        network_claim(store, ckpt) if grid.claim else nullcontext():
-                    _, _, rec = run_one(spec, task, grid.device, ckpt, prog, on_epoch=on_epoch)
-                store.add(rec)
-                result.trained.append(key)
-            finally:
-                if grid.claim:
-                    store.release(key)
+        put_off = [spec for spec in specs if not runner.run(spec, prog, wait=False)]
+        for spec in put_off:
+            runner.run(spec, prog, wait=True)
     return result
+
+
+@dataclass
+class _LocalRunner:
+    """One run of a local grid: skip it if stored or claimed elsewhere, else train (or reuse), evaluate, store."""
+
+    grid: GridConfig
+    store: Any
+    result: GridResult
+    tasks_cache: Any
+    on_epoch: Callable[[int, dict], None] | None
+
+    def __post_init__(self) -> None:
+        self.ckdir = checkpoint_dir(self.grid, self.store)
+        self.stored = self.store.keys()
+
+    def run(self, spec: RunSpec, prog, wait: bool) -> bool:
+        """Handle `spec`; False where `wait` is off and another process holds its network (nothing done)."""
+        from osrkit.results.runner import NetworkBusy, network_claim, run_one
+
+        key, store, claim = spec.key, self.store, self.grid.claim
+        if key in self.stored or store.has(key):
+            self.result.skipped.append(key)
+            prog.skip(spec, "stored already, skipped")
+            return True
+        if claim and not store.claim(key):
+            (self.result.skipped if store.has(key) else self.result.claimed_elsewhere).append(key)
+            prog.skip(spec, "being run by another process, skipped")
+            return True
+        try:
+            task = self.tasks_cache.get(spec)
+            ckpt = self.ckdir / spec.checkpoint_name(task, self.grid.share_training)
+            with Heartbeat(store, [key]) if claim else nullcontext(), \
+                    network_claim(store, ckpt, wait=wait) if claim else nullcontext():
+                _, _, rec = run_one(spec, task, self.grid.device, ckpt, prog, on_epoch=self.on_epoch)
+            store.add(rec)
+            self.result.trained.append(key)
+            return True
+        except NetworkBusy:
+            prog.defer(spec, "its network is being trained by another process: put off to the end")
+            return False
+        finally:
+            if claim:
+                store.release(key)
 
 
 # -- grid files ------------------------------------------------------------------------------------------

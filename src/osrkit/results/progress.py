@@ -62,6 +62,11 @@ class GridProgress:
         if not self.enabled:
             self.console.print(f"{spec.label}: {why}", highlight=False)
 
+    def defer(self, spec: RunSpec, why: str) -> None:
+        """A run put off for later in this pass (not counted as done)."""
+        if not self.enabled:
+            self.console.print(f"{spec.label}: {why}", highlight=False)
+
     def start(self, spec: RunSpec, done_epochs: int = 0) -> None:
         self.epochs_left -= done_epochs
         self._epoch_t0 = time.perf_counter()

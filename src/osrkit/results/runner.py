@@ -93,15 +93,22 @@ class TaskCache:
 NETWORK_POLL_S = 2.0
 
 
+class NetworkBusy(RuntimeError):
+    """Another process holds the claim on a network this run needs (raised by `network_claim(wait=False)`)."""
+
+
 @contextmanager
-def network_claim(store, checkpoint: Path, poll: float = NETWORK_POLL_S) -> Iterator[None]:
+def network_claim(store, checkpoint: Path, poll: float = NETWORK_POLL_S, wait: bool = True) -> Iterator[None]:
     """Hold the claim on the network a checkpoint file holds while this process trains or reuses it: methods of
     one trainer share the file, so a second driver (or Ray task) running another of them waits here, then reuses
-    the finished network instead of training it a second time. A dead holder's claim expires as usual."""
+    the finished network instead of training it a second time. A dead holder's claim expires as usual.
+    `wait=False` raises NetworkBusy instead of waiting, so a driver can run other work first."""
     from osrkit.results.store import Heartbeat
 
     key = f"network:{checkpoint.name}"
     while not store.claim(key):
+        if not wait:
+            raise NetworkBusy(f"{checkpoint.name} is being trained by another process")
         time.sleep(poll)
     try:
         with Heartbeat(store, [key]):
