@@ -428,3 +428,24 @@ def test_embedding_norm_option_keeps_old_run_keys_and_trains() -> None:
     assert trained.scorer.embedding_norm is False
     losses = [e["train_loss"] for e in trained.history]
     assert losses[-1] < losses[0]
+
+
+def test_the_reported_mnist_grid_trains_what_osrkit_run_trains_by_default() -> None:
+    """Issue 11, point 3: the networks of benchmarks/grid_mnist_movr_vgg32.yaml (the sixteenth session's reported
+    MNIST `neal` comparison) are `osrkit run --task mnist`'s defaults for m-OvR and softmax, with "auto" precision
+    resolved as on a CPU or GPU with native bf16: one network identity each."""
+    from pathlib import Path
+
+    from osrkit.engine.identity import network_identity
+    from osrkit.methods import default_config
+    from osrkit.results.grid import GridConfig, grid_kwargs, load_grid_file
+
+    grid = GridConfig(**grid_kwargs(load_grid_file(Path(__file__).parents[1] / "benchmarks/grid_mnist_movr_vgg32.yaml")))
+    for spec in grid.plan():
+        if spec.method == "mls":
+            continue
+        run_default = default_config(spec.method, "mnist").replace(
+            seed=spec.seed, precision="bf16", memory_format="channels_last")
+        assert network_identity(spec.method, spec.config) == network_identity(spec.method, run_default.to_dict())
+    assert network_identity("movr", grid.plan()[2].config) != network_identity(
+        "movr", default_config("movr", "mnist").replace(precision="fp32", memory_format="contiguous").to_dict())
