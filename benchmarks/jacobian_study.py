@@ -42,6 +42,8 @@ def main() -> None:
     ap.add_argument("--splits", default="0,1,2,3,4")
     ap.add_argument("--model", default="vgg32-lite")
     ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0, help="with --grid/--from-bench: study the grid's networks of this "
+                                                          "seed (default 0)")
     ap.add_argument("--n", type=int, default=300, help="samples per side for the Jacobian norms")
     ap.add_argument("--unit", action="store_true", help="the Jacobian of f/||f|| (what a cosine head such as "
                                                        "m-OvR's sees) instead of the embedding f")
@@ -80,13 +82,15 @@ def main() -> None:
     task_name, grid_config = "mnist", {"model": args.model}
     if args.grid:
         task_name, grid_config = _from_grid(args)
+    if args.seed and not args.from_bench:
+        raise SystemExit("--seed picks a grid's networks: give --grid or --from-bench with it")
     rows = []
     for split in [int(s) for s in str(args.splits).split(",")]:
-        task = make_task(task_name, split, data_root=args.data_root)
+        task = make_task(task_name, split, data_root=args.data_root, seed=args.seed)
         for method in args.methods.split(","):
             cfg = default_config(method, task_name).replace(model=args.model, epochs=args.epochs)
             if args.from_bench:  # the very networks an `osrkit bench` grid trained (same recipe and naming)
-                spec = plan_grid([method], [task_name], [split], [0], epochs=args.epochs, config=grid_config,
+                spec = plan_grid([method], [task_name], [split], [args.seed], epochs=args.epochs, config=grid_config,
                                  device=getattr(args, "grid_device", "cpu"),
                                  method_config=own_method_config(getattr(args, "method_config", None), method))[0]
                 ckpt = Path(args.from_bench) / spec.checkpoint_name(task)
@@ -112,7 +116,7 @@ def main() -> None:
             print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
     label = task_label(task)
     recipe = {"--splits": str(args.splits), "--model": args.model, "--epochs": args.epochs, "--n": args.n,
-              "--unit": args.unit}
+              "--unit": args.unit, "--seed": args.seed}
     write(args.name, {**header(), "rows": rows, "task_label": label, "recipe": recipe, "notes": args.note},
           render(rows, args.splits, args.model, args.epochs, args.n, name=args.name, data_label=label, notes=args.note,
                  unit=args.unit))
